@@ -1,0 +1,3 @@
+from mtlnet.cli import main
+
+main()
