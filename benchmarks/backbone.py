@@ -14,7 +14,10 @@ edges, so a batch can be convolved in three equivalent ways:
 Each is timed for a forward and backward step of a two-layer GCN, side by
 side in one run (the formulations take turns within every repeat, so a
 slow spell of the machine hits them alike), and the median is printed with
-its ratio to the fastest. Run it from the project root::
+its ratio to the fastest. The window graph is the project's own
+(``mtlnet.graph.window_edges``, offsets 1 and 2, undirected) and the dense
+adjacency is built as the models build it. Run it from the project root
+with the package installed (``scripts/dev.sh setup``)::
 
     .venv/bin/python benchmarks/backbone.py
 """
@@ -24,11 +27,15 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from itertools import pairwise
 
 import torch
 from torch import Tensor, nn
 from torch_geometric.nn import DenseGCNConv, GCNConv
-from torch_geometric.utils import to_dense_adj
+
+from mtlnet.config import GraphConfig
+from mtlnet.graph import window_edges
+from mtlnet.models.backbone import dense_adjacency
 
 BATCH = 64
 WINDOW = 35
@@ -42,14 +49,6 @@ REPEATS = 15
 STEPS_PER_REPEAT = 20
 
 
-def window_edge_index(window: int, offsets: tuple[int, ...]) -> Tensor:
-    """Undirected edges joining time steps ``offset`` apart: ``[2, E]``."""
-    pairs = [(i, i + o) for o in offsets for i in range(window - o)]
-    source, target = zip(*pairs, strict=True)
-    forward = torch.tensor([source, target])
-    return torch.cat([forward, forward.flip(0)], dim=1)
-
-
 class SharedEdgeIndexGCN(nn.Module):
     """``GCNConv`` layers on ``x: [batch, window, channels]``, one edge set."""
 
@@ -57,7 +56,7 @@ class SharedEdgeIndexGCN(nn.Module):
         super().__init__()
         sizes = [IN_CHANNELS] + [HIDDEN] * LAYERS
         self.convs = nn.ModuleList(
-            GCNConv(a, b, cached=cached) for a, b in zip(sizes, sizes[1:])
+            GCNConv(a, b, cached=cached) for a, b in pairwise(sizes)
         )
         self.register_buffer("edge_index", edge_index)
 
@@ -73,14 +72,15 @@ class DenseAdjacencyGCN(nn.Module):
     def __init__(self, edge_index: Tensor) -> None:
         super().__init__()
         sizes = [IN_CHANNELS] + [HIDDEN] * LAYERS
-        self.convs = nn.ModuleList(
-            DenseGCNConv(a, b) for a, b in zip(sizes, sizes[1:])
-        )
-        self.register_buffer("adj", to_dense_adj(edge_index, max_num_nodes=WINDOW)[0])
+        self.convs = nn.ModuleList(DenseGCNConv(a, b) for a, b in pairwise(sizes))
+        self.register_buffer("edge_index", edge_index)
 
     def forward(self, x: Tensor) -> Tensor:
+        # Built per call from edge_index, as mtlnet.models does, so that the
+        # comparison includes its cost.
+        adj = dense_adjacency(self.edge_index, WINDOW, x.dtype)
         for conv in self.convs:
-            x = torch.relu(conv(x, self.adj))
+            x = torch.relu(conv(x, adj))
         return x
 
 
@@ -90,7 +90,7 @@ class BlockDiagonalGCN(nn.Module):
     def __init__(self, edge_index: Tensor) -> None:
         super().__init__()
         sizes = [IN_CHANNELS] + [HIDDEN] * LAYERS
-        self.convs = nn.ModuleList(GCNConv(a, b) for a, b in zip(sizes, sizes[1:]))
+        self.convs = nn.ModuleList(GCNConv(a, b) for a, b in pairwise(sizes))
         self.register_buffer("edge_index", edge_index)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -121,7 +121,8 @@ def step_timer(model: nn.Module, x: Tensor) -> Callable[[], float]:
 def main() -> None:
     torch.set_num_threads(THREADS)
     torch.manual_seed(0)
-    edge_index = window_edge_index(WINDOW, OFFSETS)
+    graph = GraphConfig(offsets=OFFSETS, directed=False)
+    edge_index = torch.from_numpy(window_edges(WINDOW, graph))
     x = torch.randn(BATCH, WINDOW, IN_CHANNELS)
     models: dict[str, nn.Module] = {
         "shared edge_index, GCNConv": SharedEdgeIndexGCN(edge_index, cached=False),

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, ParamSpec, TypeVar
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 
-from mtlnet.config import Params, load_params
+from mtlnet.config import Params, load_params, require_architecture
 from mtlnet.errors import MtlnetError
 
 app = typer.Typer(
@@ -69,6 +70,17 @@ def _params(path: Path) -> Params:
 
 @app.command()
 @user_errors
+def check(params: ParamsOption = Path("params.yaml")) -> None:
+    """Validate params.yaml in full and write the resolved params to stages/check/."""
+    from mtlnet.config import to_mapping
+    from mtlnet.io import write_json
+
+    config = _params(params)
+    write_json(Path("stages/check/params.json"), to_mapping(config))
+
+
+@app.command()
+@user_errors
 def prepare(params: ParamsOption = Path("params.yaml")) -> None:
     """Read the recordings under data.dir into stages/prepare/ and metrics/data.json."""
     from mtlnet.prepare import prepare as run_prepare
@@ -80,6 +92,146 @@ def prepare(params: ParamsOption = Path("params.yaml")) -> None:
         output_dir=Path("stages/prepare"),
         metrics_path=Path("metrics/data.json"),
     )
+
+
+ModelOption = Annotated[
+    str, typer.Option("--model", "-m", help="Architecture name (see params models).")
+]
+
+
+def _architecture(config: Params, model: str) -> str:
+    require_architecture(model)
+    if model not in config.models:
+        raise MtlnetError(
+            f"--model: {model!r} is not in params models; allowed: "
+            f"{', '.join(config.models)}"
+        )
+    return model
+
+
+@app.command()
+@user_errors
+def train(model: ModelOption, params: ParamsOption = Path("params.yaml")) -> None:
+    """Train one architecture once per seed: stages/train/<m>/, metrics/train/."""
+    from mtlnet.train import run_train_stage
+
+    config = _params(params)
+    name = _architecture(config, model)
+    with epoch_progress(config, name) as on_epoch:
+        run_train_stage(
+            params=config,
+            architecture=name,
+            prepared_dir=Path("stages/prepare"),
+            train_dir=Path("stages/train"),
+            metrics_path=Path(f"metrics/train/{name}.json"),
+            plot_path=Path(f"plots/train/{name}.csv"),
+            on_epoch=on_epoch,
+        )
+
+
+@app.command()
+@user_errors
+def evaluate(model: ModelOption, params: ParamsOption = Path("params.yaml")) -> None:
+    """Score one architecture's checkpoints on the test split: metrics/eval/<m>.json."""
+    from mtlnet.evaluate import run_evaluate_stage
+
+    config = _params(params)
+    name = _architecture(config, model)
+    run_evaluate_stage(
+        params=config,
+        architecture=name,
+        prepared_dir=Path("stages/prepare"),
+        train_dir=Path("stages/train"),
+        metrics_path=Path(f"metrics/eval/{name}.json"),
+        plot_dir=Path(f"plots/eval/{name}"),
+    )
+
+
+@app.command()
+@user_errors
+def profile(model: ModelOption, params: ParamsOption = Path("params.yaml")) -> None:
+    """Count parameters and FLOPs, time latency and throughput: metrics/profile/."""
+    from mtlnet.profiling import run_profile_stage
+
+    config = _params(params)
+    name = _architecture(config, model)
+    run_profile_stage(
+        params=config,
+        architecture=name,
+        train_dir=Path("stages/train"),
+        train_metrics_path=Path(f"metrics/train/{name}.json"),
+        metrics_path=Path(f"metrics/profile/{name}.json"),
+    )
+
+
+@app.command()
+@user_errors
+def baselines(params: ParamsOption = Path("params.yaml")) -> None:
+    """Score majority, SINR-threshold, gradient-boosting and persistence baselines."""
+    from mtlnet.baselines import run_baselines_stage
+
+    run_baselines_stage(
+        params=_params(params),
+        prepared_dir=Path("stages/prepare"),
+        metrics_path=Path("metrics/baselines.json"),
+    )
+
+
+@app.command()
+@user_errors
+def compare(params: ParamsOption = Path("params.yaml")) -> None:
+    """Put every architecture side by side: metrics/compare.json, plots/compare/."""
+    from mtlnet.compare import compare as run_compare
+
+    config = _params(params)
+    run_compare(
+        models=config.models,
+        targets=config.data.targets,
+        eval_dir=Path("metrics/eval"),
+        profile_dir=Path("metrics/profile"),
+        baselines_path=Path("metrics/baselines.json"),
+        metrics_path=Path("metrics/compare.json"),
+        plot_dir=Path("plots/compare"),
+    )
+
+
+@app.command()
+@user_errors
+def export(params: ParamsOption = Path("params.yaml")) -> None:
+    """Promote the architecture named by the model param to stages/export/."""
+    from mtlnet.export import export as run_export
+
+    run_export(
+        params=_params(params),
+        train_dir=Path("stages/train"),
+        eval_dir=Path("metrics/eval"),
+        profile_dir=Path("metrics/profile"),
+        export_dir=Path("stages/export"),
+        metrics_path=Path("metrics/model.json"),
+    )
+
+
+@contextmanager
+def epoch_progress(
+    config: Params, name: str
+) -> Iterator[Callable[[int, dict[str, float]], None] | None]:
+    """A progress bar over epochs when stderr is a terminal; nothing otherwise."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import Progress
+
+    with Progress(transient=True) as progress:
+        tasks: dict[int, Any] = {}
+
+        def on_epoch(seed: int, record: dict[str, float]) -> None:
+            if seed not in tasks:
+                tasks[seed] = progress.add_task(
+                    f"{name} seed {seed}", total=config.train.epochs
+                )
+            progress.update(tasks[seed], completed=record["epoch"])
+
+        yield on_epoch
 
 
 def main() -> None:

@@ -69,15 +69,15 @@ class DataConfig:
             _require(len(set(columns)) == len(columns), key, "names a column twice")
             for column in columns:
                 _require(
-                    not is_label_column(column),
+                    not is_label_column(column) and column != self.label,
                     key,
                     f"{column!r} is a label column and can never be a model input",
                 )
-        _require(
-            self.time_column not in self.features,
-            "data.features",
-            f"the time column {self.time_column!r} is not a feature",
-        )
+            _require(
+                self.time_column not in columns,
+                key,
+                f"the time column {self.time_column!r} is not a KPI column",
+            )
 
 
 @dataclass(frozen=True)
@@ -131,6 +131,9 @@ class BackboneConfig:
     layers: int = 2
     dropout: float = 0.3
     tower_hidden: int = 32
+    # Forecast the change from the last observed value (needs every target
+    # among the features) instead of the value itself.
+    residual: bool = True
 
     def __post_init__(self) -> None:
         _require(self.hidden >= 1, "arch.*.hidden", "must be at least 1")
@@ -299,6 +302,10 @@ def load_params(path: Path | str = "params.yaml") -> Params:
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise MtlnetError(f"{path}: parameter file not found") from None
+    except OSError as error:
+        raise MtlnetError(f"{path}: cannot be read ({error.strerror})") from None
+    except UnicodeDecodeError:
+        raise MtlnetError(f"{path}: not a text file (not UTF-8)") from None
     except yaml.YAMLError as error:
         raise MtlnetError(f"{path}: not valid YAML ({_one_line(error)})") from None
     if raw is None:
@@ -319,7 +326,7 @@ def from_mapping(cls: type[T], raw: object, prefix: str) -> T:
         raise MtlnetError(f"{where}: expected a mapping, got {type(raw).__name__}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(raw) - set(fields))
+    unknown = sorted(set(raw) - set(fields), key=str)
     if unknown:
         raise MtlnetError(
             f"unknown key {prefix}{unknown[0]}; allowed: {', '.join(sorted(fields))}"

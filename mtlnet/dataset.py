@@ -110,23 +110,25 @@ class PreparedData:
     def tensors(self, windows: pd.DataFrame) -> WindowTensors:
         """Tensors for any subset of the window table."""
         data = self.data
+        # copy=True: pandas hands out read-only arrays, which torch must not wrap.
         features = torch.from_numpy(
-            self.nodes[list(data.features)].to_numpy(dtype=np.float32)
+            self.nodes[list(data.features)].to_numpy(dtype=np.float32, copy=True)
         )
         steps = torch.arange(data.window)
-        index = torch.from_numpy(windows["first"].to_numpy()).long()[:, None] + steps
+        first = windows["first"].to_numpy(dtype=np.int64, copy=True)
+        index = torch.from_numpy(first)[:, None] + steps
         x = features[index]
         if data.position_encoding:
             position = (steps.float() / (data.window - 1)).expand(len(windows), -1)
             x = torch.cat([x, position[..., None]], dim=-1)
 
         def column_block(names: list[str]) -> torch.Tensor:
-            return torch.from_numpy(windows[names].to_numpy(dtype=np.float32))
+            return torch.from_numpy(windows[names].to_numpy(np.float32, copy=True))
 
         return WindowTensors(
             x=x,
             edge_index=self.edge_index,
-            label=torch.from_numpy(windows["label"].to_numpy(dtype=np.float32)),
+            label=torch.from_numpy(windows["label"].to_numpy(np.float32, copy=True)),
             target=column_block([f"target_{k}_scaled" for k in data.targets]),
             last=column_block([f"last_{k}_scaled" for k in data.targets]),
             windows=windows,

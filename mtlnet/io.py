@@ -27,6 +27,8 @@ def atomic_file(path: Path) -> Iterator[Path]:
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(name)
+    # mkstemp makes the file owner-only; an output is as readable as any other.
+    os.chmod(tmp, 0o666 & ~_umask())
     try:
         yield tmp
         os.replace(tmp, path)
@@ -41,6 +43,7 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     tmp = Path(
         tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     )
+    os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
         old = path.with_name(f".{path.name}.old")
@@ -53,6 +56,13 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _umask() -> int:
+    """The process umask, to give outputs the mode a plain ``open`` would."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_text(path: Path, text: str) -> None:

@@ -74,8 +74,9 @@ def build_tables(
     span = data.window + data.horizon
     for recording in recordings:
         if len(recording.frame) < span:
+            where = recording.path or f"recording {recording.name!r}"
             raise MtlnetError(
-                f"recording {recording.name!r}: {len(recording.frame)} usable rows, "
+                f"{where}: {len(recording.frame)} usable rows, "
                 f"shorter than one window and its target ({span} rows: "
                 f"data.window + data.horizon)"
             )

@@ -39,6 +39,7 @@ class Recording:
     missing_cells: Counter[str] = field(default_factory=Counter)
     dropped_rows: int = 0
     duplicate_rows: int = 0
+    path: Path | None = None
 
 
 def required_columns(data: DataConfig, *, with_label: bool) -> list[str]:
@@ -98,6 +99,7 @@ def read_recording(
         missing_cells=missing_cells,
         dropped_rows=int((~usable).sum()),
         duplicate_rows=int(duplicated.sum()),
+        path=path,
     )
 
 
@@ -118,6 +120,8 @@ def _read_csv_text(path: Path, data: DataConfig) -> pd.DataFrame:
         frame = pd.read_csv(
             path, dtype=str, keep_default_na=False, skipinitialspace=True
         )
+    except pd.errors.EmptyDataError:
+        raise MtlnetError(f"{path}: empty file") from None
     except pd.errors.ParserError as error:
         detail = " ".join(str(error).split())
         raise MtlnetError(f"{path}: not a CSV file ({detail})") from None
@@ -138,7 +142,27 @@ def _first_bad(path: Path, column: str, bad: pd.Series, cells: pd.DataFrame) -> 
 def _parse_time(
     path: Path, column: str, cells: pd.DataFrame, missing: pd.DataFrame
 ) -> pd.Series:
-    times = pd.to_datetime(cells[column], format="ISO8601", errors="coerce")
+    try:
+        times = pd.to_datetime(cells[column], format="ISO8601", errors="coerce")
+    except ValueError as error:
+        # Stamps with different UTC offsets, or with and without one, make
+        # no single time axis: name the first that differs from the first.
+        zones = [
+            None if pd.isna(t) else str(t.utcoffset())
+            for t in (
+                pd.to_datetime(c, format="ISO8601", errors="coerce")
+                for c in cells[column]
+            )
+        ]
+        first = next((z for z in zones if z is not None), None)
+        bad = pd.Series([z not in (None, first) for z in zones], index=cells.index)
+        if not bad.any():
+            detail = " ".join(str(error).split())
+            raise MtlnetError(f"{path}: column {column!r}: {detail}") from None
+        where = _first_bad(path, column, bad, cells)
+        raise MtlnetError(
+            f"{where} has another time zone than the first time"
+        ) from None
     bad = times.isna() & ~missing[column]
     if bad.any():
         where = _first_bad(path, column, bad, cells)

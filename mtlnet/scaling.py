@@ -91,3 +91,19 @@ class Scaler:
         """Physical units back from scaled ``values``, ``[..., len(columns)]``."""
         mean, scale = self.vectors(scope, columns)
         return np.asarray(values, dtype=np.float64) * scale + mean
+
+    def row_vectors(
+        self, scopes: Sequence[str], columns: Sequence[str]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Means and scales for rows of the given scopes, each ``[rows, columns]``."""
+        unique = {s: self.vectors(s, columns) for s in dict.fromkeys(scopes)}
+        mean = np.array([unique[s][0] for s in scopes]).reshape(-1, len(columns))
+        scale = np.array([unique[s][1] for s in scopes]).reshape(-1, len(columns))
+        return mean, scale
+
+    def inverse_rows(
+        self, scopes: Sequence[str], values: np.ndarray, columns: Sequence[str]
+    ) -> np.ndarray:
+        """Like :meth:`inverse`, each row with its own scope (its recording)."""
+        mean, scale = self.row_vectors(scopes, columns)
+        return np.asarray(values, dtype=np.float64) * scale + mean
