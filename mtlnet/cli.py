@@ -203,6 +203,7 @@ def export(params: ParamsOption = Path("params.yaml")) -> None:
 
     run_export(
         params=_params(params),
+        prepared_dir=Path("stages/prepare"),
         train_dir=Path("stages/train"),
         eval_dir=Path("metrics/eval"),
         profile_dir=Path("metrics/profile"),

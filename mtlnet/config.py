@@ -110,7 +110,10 @@ class TrainConfig:
     dwa_temperature: float = 2.0
     class_weight: Literal["balanced", "none"] = "balanced"
     grad_clip: float = 5.0
-    threads: int = 2
+    # Torch threads per training process, and processes training seeds at
+    # once.
+    threads: int = 1
+    workers: int = 2
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 1, "train.epochs", "must be at least 1")
@@ -121,6 +124,7 @@ class TrainConfig:
         _require(self.dwa_temperature > 0, "train.dwa_temperature", "must be > 0")
         _require(self.grad_clip > 0, "train.grad_clip", "must be positive")
         _require(self.threads >= 1, "train.threads", "must be at least 1")
+        _require(self.workers >= 1, "train.workers", "must be at least 1")
 
 
 @dataclass(frozen=True)

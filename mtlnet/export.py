@@ -1,8 +1,9 @@
 """The ``export`` stage: promote one architecture for ``mtlnet predict``.
 
-Of the architecture's seeds, the one with the lowest validation loss is
-exported (a choice made on validation, never on test), to
-``stages/export/model.pt``. ``metrics/model.json`` holds its headline test
+``stages/export/`` receives the checkpoint and the scaler it was trained
+with (``model.pt``, ``scaler.parquet``). Of the architecture's seeds, the
+one with the lowest validation loss is exported (a choice made on
+validation, never on test). ``metrics/model.json`` holds its headline test
 figures (means over seeds, as in the comparison), flat, so that its columns
 line up across experiments in ``dvc exp show``.
 """
@@ -20,6 +21,7 @@ from mtlnet.compare import read_metrics
 from mtlnet.config import ARCHITECTURES, Params
 from mtlnet.errors import MtlnetError
 from mtlnet.io import atomic_dir, write_json
+from mtlnet.prepare import SCALER_FILE
 from mtlnet.train import checkpoint_path
 
 logger = logging.getLogger(__name__)
@@ -49,13 +51,14 @@ def headline(
 def export(
     *,
     params: Params,
+    prepared_dir: Path,
     train_dir: Path,
     eval_dir: Path,
     profile_dir: Path,
     export_dir: Path,
     metrics_path: Path,
 ) -> dict[str, float]:
-    """Copy the chosen checkpoint and write its headline figures."""
+    """Copy the chosen checkpoint and its scaler; write its headline figures."""
     name = params.model
     if name not in params.models:
         raise MtlnetError(
@@ -79,6 +82,7 @@ def export(
 
     with atomic_dir(export_dir) as tmp:
         shutil.copyfile(chosen, tmp / MODEL_FILE)
+        shutil.copyfile(prepared_dir / SCALER_FILE, tmp / SCALER_FILE)
     write_json(metrics_path, figures)
     logger.info("exported %s seed %d (validation loss %.4f)", name, seed, val_loss)
     return figures

@@ -17,8 +17,11 @@ import copy
 import functools
 import logging
 import math
+import multiprocessing
+import queue
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -181,15 +184,6 @@ def train_model(
             "epoch_time_s": time.perf_counter() - epoch_started,
         }
         history.append(record)
-        logger.info(
-            "epoch %4d  train %.4f  val %.4f  val_f1 %.3f  best %4d  %.2fs",
-            epoch,
-            record["train_loss"],
-            val_loss,
-            val_f1,
-            best_epoch,
-            record["epoch_time_s"],
-        )
         if on_epoch is not None:
             on_epoch(record)
         if epoch - best_epoch >= train.patience:
@@ -212,6 +206,21 @@ def train_model(
     return TrainResult(model, history, best_epoch, threshold, train_time_s, best_val)
 
 
+def log_epoch(architecture: str, seed: int, record: dict[str, float]) -> None:
+    """The one fixed-format line per epoch."""
+    logger.info(
+        "%s seed %d  epoch %4d  train %.4f  val %.4f  val_f1 %.3f  best %4d  %.2fs",
+        architecture,
+        seed,
+        record["epoch"],
+        record["train_loss"],
+        record["val_loss"],
+        record["val_f1"],
+        record["best_epoch"],
+        record["epoch_time_s"],
+    )
+
+
 def check_finite(
     losses: torch.Tensor, names: list[str], epoch: int, split: str = "training"
 ) -> None:
@@ -225,6 +234,82 @@ def check_finite(
             f"{value}; training stopped, no checkpoint written "
             "(try a lower train.lr)"
         )
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """One architecture and one seed to train."""
+
+    architecture: str
+    arch_config: BackboneConfig
+    train: TrainConfig
+    data: DataConfig
+    graph: GraphConfig
+    seed: int
+
+    def run(
+        self,
+        train_set: WindowTensors,
+        val_set: WindowTensors,
+        on_epoch: EpochCallback | None,
+    ) -> TrainResult:
+        torch.set_num_threads(self.train.threads)
+        return train_model(
+            architecture=self.architecture,
+            arch_config=self.arch_config,
+            train=self.train,
+            data=self.data,
+            graph=self.graph,
+            train_set=train_set,
+            val_set=val_set,
+            seed=self.seed,
+            on_epoch=on_epoch,
+        )
+
+
+def train_jobs(
+    jobs: list[TrainJob],
+    train_set: WindowTensors,
+    val_set: WindowTensors,
+    on_epoch: Callable[[int, dict[str, float]], None],
+) -> list[TrainResult]:
+    """Run the jobs, ``train.workers`` at a time, in order of their seeds.
+
+    Small GCNs use one core poorly, so two one-thread processes train two
+    seeds in about the time one two-thread process trains one. Each job is
+    seeded by itself, so the results do not depend on the number of
+    workers. Workers report epochs through a queue; this process logs them.
+    """
+    workers = min(jobs[0].train.workers, len(jobs)) if jobs else 1
+    if workers <= 1:
+        return [
+            job.run(train_set, val_set, functools.partial(on_epoch, job.seed))
+            for job in jobs
+        ]
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager:
+        epochs = manager.Queue()
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            futures = [
+                pool.submit(_run_in_worker, job, train_set, val_set, epochs)
+                for job in jobs
+            ]
+            while not all(f.done() for f in futures) or not epochs.empty():
+                try:
+                    seed, record = epochs.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                on_epoch(seed, record)
+            return [f.result() for f in futures]
+
+
+def _run_in_worker(
+    job: TrainJob,
+    train_set: WindowTensors,
+    val_set: WindowTensors,
+    epochs: queue.Queue[tuple[int, dict[str, float]]],
+) -> TrainResult:
+    return job.run(train_set, val_set, lambda record: epochs.put((job.seed, record)))
 
 
 def checkpoint_path(train_dir: Path, architecture: str, seed: int) -> Path:
@@ -248,26 +333,21 @@ def run_train_stage(
     seed's epochs are kept beside its checkpoint.
     """
     arch_config = params.arch.get(architecture)
-    torch.set_num_threads(params.train.threads)
     prepared = PreparedData.load(prepared_dir, params.data)
     train_set, val_set = prepared.split("train"), prepared.split("val")
 
-    results: list[TrainResult] = []
-    for seed in params.seed_list():
-        logger.info("training %s, seed %d", architecture, seed)
-        report = None if on_epoch is None else functools.partial(on_epoch, seed)
-        result = train_model(
-            architecture=architecture,
-            arch_config=arch_config,
-            train=params.train,
-            data=params.data,
-            graph=params.graph,
-            train_set=train_set,
-            val_set=val_set,
-            seed=seed,
-            on_epoch=report,
+    def report(seed: int, record: dict[str, float]) -> None:
+        log_epoch(architecture, seed, record)
+        if on_epoch is not None:
+            on_epoch(seed, record)
+
+    jobs = [
+        TrainJob(
+            architecture, arch_config, params.train, params.data, params.graph, seed
         )
-        results.append(result)
+        for seed in params.seed_list()
+    ]
+    results = train_jobs(jobs, train_set, val_set, report)
 
     with atomic_dir(train_dir / architecture) as tmp:
         for seed, result in zip(params.seed_list(), results, strict=True):

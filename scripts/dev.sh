@@ -31,6 +31,9 @@ checks() {
     .venv/bin/ruff check .
     .venv/bin/ruff format --check .
     .venv/bin/mypy
+    # dvc.yaml parses, its stages resolve and form one acyclic graph.
+    .venv/bin/dvc dag >/dev/null
+    .venv/bin/python scripts/check_lock.py
     .venv/bin/python -m pytest -q
 }
 
