@@ -159,3 +159,8 @@ def model_for(
         num_targets=len(data.targets),
         last_value_channels=channels,
     )
+
+
+def checkpoint_path(train_dir: Path, architecture: str, seed: int) -> Path:
+    """Where the train stage keeps one seed's checkpoint."""
+    return train_dir / architecture / f"seed_{seed}.pt"

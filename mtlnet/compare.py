@@ -12,15 +12,13 @@ each signed so that better is positive, in percent (see
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from mtlnet.errors import MtlnetError
-from mtlnet.io import write_csv, write_json, write_text
+from mtlnet.io import read_metrics, write_csv, write_json, write_text
 from mtlnet.metrics import HIGHER_IS_BETTER, delta_m
 from mtlnet.plots import plot_bars, plot_tradeoff
 
@@ -46,18 +44,6 @@ PROFILE_KEYS = (
     "train_time_s",
     "epoch_time_s",
 )
-
-
-def read_metrics(path: Path) -> dict[str, Any]:
-    try:
-        data: dict[str, Any] = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise MtlnetError(f"{path}: not found; run `dvc repro` first") from None
-    except json.JSONDecodeError as error:
-        raise MtlnetError(
-            f"{path}: not valid JSON ({error.msg}, line {error.lineno})"
-        ) from None
-    return data
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, float]:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mtlnet.checkpoint import load_checkpoint
+from mtlnet.checkpoint import checkpoint_path, load_checkpoint
 from mtlnet.config import DataConfig, Params, to_mapping
 from mtlnet.dataset import PreparedData
 from mtlnet.errors import MtlnetError
@@ -22,7 +22,7 @@ from mtlnet.io import write_csv, write_json
 from mtlnet.metrics import mean_and_std
 from mtlnet.plots import plot_confusion, plot_forecasts, plot_timeline
 from mtlnet.scoring import score
-from mtlnet.train import checkpoint_path, predict
+from mtlnet.train import predict
 
 logger = logging.getLogger(__name__)
 

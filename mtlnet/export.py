@@ -16,13 +16,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mtlnet.checkpoint import load_checkpoint
-from mtlnet.compare import read_metrics
+from mtlnet.checkpoint import checkpoint_path, load_checkpoint
 from mtlnet.config import ARCHITECTURES, Params
 from mtlnet.errors import MtlnetError
-from mtlnet.io import atomic_dir, write_json
+from mtlnet.io import atomic_dir, read_metrics, write_json
 from mtlnet.prepare import SCALER_FILE
-from mtlnet.train import checkpoint_path
 
 logger = logging.getLogger(__name__)
 

@@ -19,6 +19,8 @@ from typing import Any
 
 import pandas as pd
 
+from mtlnet.errors import MtlnetError
+
 
 @contextmanager
 def atomic_file(path: Path) -> Iterator[Path]:
@@ -83,3 +85,15 @@ def write_parquet(path: Path, frame: pd.DataFrame) -> None:
 def write_csv(path: Path, frame: pd.DataFrame) -> None:
     with atomic_file(path) as tmp:
         frame.to_csv(tmp, index=False)
+
+
+def read_metrics(path: Path) -> dict[str, Any]:
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise MtlnetError(f"{path}: not found; run `dvc repro` first") from None
+    except json.JSONDecodeError as error:
+        raise MtlnetError(
+            f"{path}: not valid JSON ({error.msg}, line {error.lineno})"
+        ) from None
+    return data

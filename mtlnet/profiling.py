@@ -49,17 +49,15 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn import DenseGCNConv
 
-from mtlnet.checkpoint import load_checkpoint
-from mtlnet.compare import read_metrics
+from mtlnet.checkpoint import checkpoint_path, load_checkpoint
 from mtlnet.config import Params
 from mtlnet.errors import MtlnetError
-from mtlnet.io import write_json
+from mtlnet.io import read_metrics, write_json
 from mtlnet.models import MultiTaskModel, count_parameters
 from mtlnet.models.attention import MultiHeadTaskAttention
 from mtlnet.models.crossstitch import CrossStitchUnit
 from mtlnet.models.mmoe import MMoE
 from mtlnet.models.ple import ExtractionLevel, LevelOutput
-from mtlnet.train import checkpoint_path
 
 logger = logging.getLogger(__name__)
 

@@ -312,11 +312,6 @@ def _run_in_worker(
     return job.run(train_set, val_set, lambda record: epochs.put((job.seed, record)))
 
 
-def checkpoint_path(train_dir: Path, architecture: str, seed: int) -> Path:
-    """Where the train stage keeps one seed's checkpoint."""
-    return train_dir / architecture / f"seed_{seed}.pt"
-
-
 def run_train_stage(
     *,
     params: Params,

@@ -31,7 +31,13 @@ FAST_PARAMS = {
     "seeds": 2,
     "data": {"dir": "data", "window": 6, "max_gap_s": 5.0},
     "graph": {"offsets": [1, 2], "directed": False},
-    "train": {"epochs": 3, "patience": 2, "batch_size": 32, "threads": 1},
+    "train": {
+        "epochs": 3,
+        "patience": 2,
+        "batch_size": 32,
+        "threads": 1,
+        "workers": 1,
+    },
     "arch": {
         "stl": {"hidden": 8, "layers": 1, "tower_hidden": 4},
         "hardsharing": {"hidden": 8, "layers": 1, "tower_hidden": 4},
@@ -220,3 +226,43 @@ def test_exp_run_with_an_unknown_model_names_the_allowed_values(repo: Path) -> N
     assert "model: 'ple' is not in models; allowed: stl, hardsharing" in output
     assert "Traceback" not in output
     run(repo, "git", "checkout", "-q", "--", ".")
+
+
+# Wall-clock figures differ between any two runs; everything else may not.
+TIMING_KEYS = (
+    "train_time_s",
+    "epoch_time_s",
+    "latency_ms_p50",
+    "latency_ms_p99",
+    "throughput_windows_s",
+)
+
+
+def without_timings(tree: object) -> object:
+    if isinstance(tree, dict):
+        return {k: without_timings(v) for k, v in tree.items() if k not in TIMING_KEYS}
+    return tree
+
+
+def test_a_forced_rerun_from_scratch_reproduces_every_metric(repo: Path) -> None:
+    committed = {
+        path.relative_to(repo): path.read_bytes()
+        for path in repo.glob("metrics/**/*.json")
+    }
+    shutil.rmtree(repo / "stages")
+
+    run(repo, "dvc", "repro", "--force")
+
+    for path, before in committed.items():
+        after = (repo / path).read_bytes()
+        if path.parts[1] in ("data.json", "baselines.json", "eval"):
+            assert after == before, f"{path} changed between two runs"
+        else:
+            assert without_timings(json.loads(after)) == without_timings(
+                json.loads(before)
+            ), f"{path} changed beyond its timings"
+    for csv in repo.glob("plots/**/*.csv"):
+        assert (
+            run(repo, "git", "diff", "--quiet", "--", str(csv), check=False).returncode
+            == 0
+        ), csv

@@ -1,5 +1,8 @@
 import json
 import math
+import signal
+import subprocess
+import sys
 import tempfile
 from fractions import Fraction
 from pathlib import Path
@@ -11,7 +14,8 @@ from conftest import START, fcciq_rows, snapshot, write_fcciq_csv
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mtlnet.config import DataConfig, GraphConfig
+from mtlnet.config import DataConfig, GraphConfig, load_params
+from mtlnet.dataset import PreparedData
 from mtlnet.errors import MtlnetError
 from mtlnet.prepare import find_recordings, prepare
 from mtlnet.windows import SPLITS
@@ -471,3 +475,51 @@ def test_windows_match_a_brute_force_reference(tmp_path, case):
                 "windows": len(of_recording),
                 "positives": int(of_recording["label"].sum()),
             }
+
+
+KILL_MID_WRITE = """
+import os, signal, sys
+from pathlib import Path
+import pandas as pd
+from mtlnet.config import load_params
+from mtlnet.prepare import prepare
+
+def half_then_die(frame, path, **kwargs):
+    Path(path).write_bytes(b"PAR1 half a parquet file")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+pd.DataFrame.to_parquet = half_then_die
+params = load_params("params.yaml")
+prepare(data=params.data, graph=params.graph, output_dir=Path("stages/prepare"),
+        metrics_path=Path("metrics/data.json"))
+"""
+
+
+def test_a_stage_killed_mid_write_leaves_the_previous_outputs_readable(
+    project, write_recording
+):
+    write_recording("lvl", 60)
+    prepare_project(project)
+    before = snapshot(project / "stages") | snapshot(project / "metrics")
+    write_recording("lvl", 80)
+
+    died = subprocess.run(
+        [sys.executable, "-c", KILL_MID_WRITE], cwd=project, check=False
+    )
+
+    assert died.returncode == -signal.SIGKILL
+    after = snapshot(project / "stages") | snapshot(project / "metrics")
+    visible = {k: v for k, v in after.items() if not Path(k).name.startswith(".")}
+    assert visible == before
+    assert not (project / "stages" / ".prepare.old").exists()
+    PreparedData.load(project / "stages" / "prepare", DataConfig(dir="data", window=4))
+
+
+def prepare_project(root: Path) -> None:
+    params = load_params(root / "params.yaml")
+    prepare(
+        data=params.data,
+        graph=params.graph,
+        output_dir=root / "stages" / "prepare",
+        metrics_path=root / "metrics" / "data.json",
+    )

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from mtlnet.checkpoint import model_for, save_checkpoint
+from mtlnet.checkpoint import checkpoint_path, model_for, save_checkpoint
 from mtlnet.compare import flatten
 from mtlnet.config import (
     ARCHITECTURES,
@@ -40,7 +40,6 @@ from mtlnet.profiling import (
     size_mb,
     trainable_parameters,
 )
-from mtlnet.train import checkpoint_path
 
 PROFILE_KEYS = (
     "params",
