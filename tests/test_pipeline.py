@@ -110,6 +110,12 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return repo
 
 
+def restore(repo: Path) -> None:
+    """Back to the committed first run, outputs included."""
+    run(repo, "git", "reset", "-q", "--hard")
+    run(repo, "dvc", "checkout", "-q", "--force")
+
+
 def read_json(path: Path) -> dict[str, object]:
     data: dict[str, object] = json.loads(path.read_text())
     return data
@@ -194,6 +200,20 @@ def test_second_repro_is_up_to_date(repo: Path) -> None:
     assert "up to date" in result.stdout
 
 
+def test_plots_show_renders_every_declared_plot(repo: Path) -> None:
+    result = run(repo, "dvc", "plots", "show", "--json")
+    plots = json.loads(result.stdout)
+
+    assert {
+        "validation loss",
+        "validation F1",
+        "stl confusion",
+        "hardsharing confusion",
+        "test F1",
+    } <= set(plots)
+    assert "plots/compare/tradeoff.png" in plots
+
+
 def test_metrics_diff_shows_a_changed_param(repo: Path) -> None:
     write_params(repo, train={**FAST_PARAMS["train"], "lr": 0.01})  # type: ignore[dict-item]
     run(repo, "dvc", "repro")
@@ -204,8 +224,7 @@ def test_metrics_diff_shows_a_changed_param(repo: Path) -> None:
     assert "metrics/eval/stl.json" in diff
     assert "metrics/eval/hardsharing.json" in diff
     assert "metrics/data.json" not in diff
-    run(repo, "git", "checkout", "-q", "--", ".")
-    run(repo, "dvc", "checkout", "-q")
+    restore(repo)
 
 
 def test_exp_run_with_another_model_changes_model_metrics(repo: Path) -> None:
@@ -214,8 +233,7 @@ def test_exp_run_with_another_model_changes_model_metrics(repo: Path) -> None:
     assert "Running stage 'export'" in result.stdout
     assert "Running stage 'train@" not in result.stdout
     assert read_json(repo / "metrics" / "model.json")["architecture"] == 1
-    run(repo, "git", "checkout", "-q", "--", ".")
-    run(repo, "dvc", "checkout", "-q")
+    restore(repo)
 
 
 def test_exp_run_with_an_unknown_model_names_the_allowed_values(repo: Path) -> None:
@@ -225,7 +243,7 @@ def test_exp_run_with_an_unknown_model_names_the_allowed_values(repo: Path) -> N
     output = result.stdout + result.stderr
     assert "model: 'ple' is not in models; allowed: stl, hardsharing" in output
     assert "Traceback" not in output
-    run(repo, "git", "checkout", "-q", "--", ".")
+    restore(repo)
 
 
 # Wall-clock figures differ between any two runs; everything else may not.
