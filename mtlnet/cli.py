@@ -235,5 +235,71 @@ def epoch_progress(
         yield on_epoch
 
 
+@app.command()
+@user_errors
+def predict(
+    input_path: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="INPUT.csv",
+            help="A recording of the training schema; label columns optional.",
+            dir_okay=False,
+            show_default=False,
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Where to write; parquet if it ends in .parquet. Default: stdout.",
+            dir_okay=False,
+            show_default=False,
+        ),
+    ] = None,
+    model_dir: Annotated[
+        Path,
+        typer.Option("--model-dir", help="The export directory.", file_okay=False),
+    ] = Path("stages/export"),
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow", help="Read CSV lines from stdin and predict as they arrive."
+        ),
+    ] = False,
+) -> None:
+    """Detect interference and forecast the next KPIs with the exported model.
+
+    Writes one row per input row that ends a full window (time, probability,
+    decision, forecast_<KPI>), as CSV, or parquet when --output ends in
+    .parquet. Rows missing a KPI are reported and skipped; a time gap over
+    the training's data.max_gap_s restarts the window. With --follow, reads
+    standard input, header first, and prints each prediction as soon as its
+    row ends a window; a bad line is reported and skipped.
+    """
+    from mtlnet.predict import follow as run_follow
+    from mtlnet.predict import load_predictor, predict_recording, write_predictions
+
+    if follow and (input_path not in (None, Path("-")) or output is not None):
+        raise MtlnetError(
+            "--follow reads standard input and prints to standard output; "
+            "drop INPUT.csv and --output"
+        )
+    if not follow and input_path is None:
+        raise MtlnetError("name INPUT.csv, or pass --follow to read standard input")
+    predictor = load_predictor(model_dir)
+    if follow:
+        try:
+            run_follow(
+                iter(sys.stdin.readline, ""), predictor=predictor, out=sys.stdout
+            )
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+        return
+    assert input_path is not None
+    frame = predict_recording(input_path, predictor=predictor)
+    write_predictions(frame, output=output, stdout=sys.stdout)
+
+
 def main() -> None:
     app()

@@ -40,6 +40,8 @@ class Recording:
     dropped_rows: int = 0
     duplicate_rows: int = 0
     path: Path | None = None
+    # CSV line number of each dropped row -> the columns it was missing.
+    dropped_lines: dict[int, list[str]] = field(default_factory=dict)
 
 
 def required_columns(data: DataConfig, *, with_label: bool) -> list[str]:
@@ -88,6 +90,11 @@ def read_recording(
 
     missing_cells = Counter({c: int(n) for c, n in missing.sum().items() if n})
     usable = ~missing.any(axis=1)
+    dropped = missing[~usable]
+    dropped_lines = {
+        int(index) + _FIRST_DATA_LINE: dropped.columns[flags].tolist()
+        for index, flags in zip(dropped.index, dropped.to_numpy(), strict=True)
+    }
     frame = frame[usable]
     frame = frame.sort_values("time", kind="stable")
     duplicated = frame["time"].duplicated(keep="last")
@@ -100,6 +107,7 @@ def read_recording(
         dropped_rows=int((~usable).sum()),
         duplicate_rows=int(duplicated.sum()),
         path=path,
+        dropped_lines=dropped_lines,
     )
 
 
