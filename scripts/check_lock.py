@@ -1,8 +1,9 @@
 """Fail when dvc.lock is stale against the committed code, params or data.
 
 Works on a clean clone, where the stage outputs under stages/ are absent:
-`dvc status` then reports those outputs (and the stage dependencies on them)
-as deleted, which says nothing about staleness and is ignored. Anything
+`dvc status` then reports those outputs as "not in cache" and the stage
+dependencies on them as "deleted", which says nothing about staleness and
+is ignored. Anything
 else it reports means that the committed metrics did not come from the
 committed code: a dependency or parameter that changed, a command that
 changed, a stage missing from dvc.lock, or a committed metrics or plots file
@@ -18,9 +19,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+# What dvc status says of an output that a clean clone simply does not have.
+ABSENT = ("deleted", "not in cache")
+
 
 def stale_entries(status: dict[str, object]) -> list[str]:
-    """Human-readable reasons from `dvc status --json`, deletions ignored."""
+    """Human-readable reasons from `dvc status --json`, absent outputs ignored."""
     reasons: list[str] = []
     for stage, changes in status.items():
         if not isinstance(changes, list):
@@ -37,7 +41,7 @@ def stale_entries(status: dict[str, object]) -> list[str]:
                             reasons.append(
                                 f"{stage}: {kind}: {path} {param} {param_state}"
                             )
-                    elif state != "deleted":
+                    elif state not in ABSENT:
                         reasons.append(f"{stage}: {kind}: {path} {state}")
     return reasons
 
