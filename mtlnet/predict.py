@@ -127,7 +127,7 @@ class Predictor:
             "with data.scaler: global"
         )
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def infer(self, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """Scaled forecasts and probabilities, in blocks of :data:`BLOCK` windows.
 
@@ -138,8 +138,8 @@ class Predictor:
             x: [windows, window, channels]
             -> (forecast: [windows, targets], probability: [windows])
         """
+        # load_checkpoint hands the model over in eval mode.
         model = self.checkpoint.model
-        model.eval()
         count = len(x)
         padding = -count % BLOCK
         if padding:
@@ -335,8 +335,14 @@ class WindowStream:
             x = np.concatenate([x, self._position], axis=1)
         return Window(time, x)
 
-    def predict(self, windows: Sequence[Window]) -> pd.DataFrame:
-        """One prediction row per window (see :func:`prediction_columns`)."""
+    def infer(
+        self, windows: Sequence[Window]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Probabilities, decisions and physical forecasts of ``windows``.
+
+        Shapes:
+            -> ([windows], [windows], [windows, targets])
+        """
         data = self._data
         if windows:
             x = torch.from_numpy(np.stack([w.x for w in windows]))
@@ -345,19 +351,36 @@ class WindowStream:
         scaled, probability = self.predictor.infer(x)
         forecast = scaled.astype(np.float64) * self._target_scale + self._target_mean
         self.counts.predictions += len(windows)
+        decision = (probability >= self.predictor.threshold).astype(np.int64)
+        return probability, decision, forecast
 
+    def predict(self, windows: Sequence[Window]) -> pd.DataFrame:
+        """One prediction row per window (see :func:`prediction_columns`)."""
+        probability, decision, forecast = self.infer(windows)
         frame = pd.DataFrame(
             {
                 "time": pd.Series(
                     [w.time for w in windows], dtype=_time_dtype(windows)
                 ),
                 "probability": probability,
-                "decision": (probability >= self.predictor.threshold).astype(np.int64),
+                "decision": decision,
             }
         )
-        for i, kpi in enumerate(data.targets):
+        for i, kpi in enumerate(self._data.targets):
             frame[f"forecast_{kpi}"] = forecast[:, i]
         return frame
+
+    def predict_line(self, window: Window) -> str:
+        """One window's prediction as the CSV line :func:`csv_lines` writes.
+
+        The streaming path: no table is built for one row, which would cost
+        more than the model itself.
+        """
+        probability, decision, forecast = self.infer([window])
+        return csv_line(
+            format_time(window.time),
+            [probability[0].item(), decision[0].item(), *forecast[0].tolist()],
+        )
 
     def log_summary(self) -> None:
         """One line: rows read, predictions made, rows skipped, gaps."""
@@ -429,12 +452,17 @@ def format_time(time: pd.Timestamp) -> str:
     return time.isoformat(sep=" ", timespec="milliseconds")
 
 
+def csv_line(time: str, values: Sequence[float | int]) -> str:
+    """One prediction as a CSV line; floats round-trip exactly."""
+    return ",".join([time, *(repr(v) for v in values)])
+
+
 def csv_lines(frame: pd.DataFrame) -> list[str]:
-    """A prediction table as CSV lines, no header; floats round-trip exactly."""
+    """A prediction table as CSV lines, no header."""
     times = [format_time(t) for t in frame["time"]]
     columns = [frame[c].to_numpy() for c in frame.columns[1:]]
     return [
-        ",".join([time, *(repr(v.item()) for v in row)])
+        csv_line(time, [v.item() for v in row])
         for time, row in zip(times, zip(*columns, strict=True), strict=True)
     ]
 
@@ -503,7 +531,7 @@ class Follower:
         window = self.stream.push(*row, line=self._line)
         if window is None:
             return None
-        return csv_lines(self.stream.predict([window]))[0]
+        return self.stream.predict_line(window)
 
     def _parse(self, line: str) -> tuple[pd.Timestamp, np.ndarray] | None:
         stream = self.stream
