@@ -64,10 +64,6 @@ def configure(
     )
 
 
-def _params(path: Path) -> Params:
-    return load_params(path)
-
-
 @app.command()
 @user_errors
 def check(params: ParamsOption = Path("params.yaml")) -> None:
@@ -75,7 +71,7 @@ def check(params: ParamsOption = Path("params.yaml")) -> None:
     from mtlnet.config import to_mapping
     from mtlnet.io import write_json
 
-    config = _params(params)
+    config = load_params(params)
     write_json(Path("stages/check/params.json"), to_mapping(config))
 
 
@@ -85,7 +81,7 @@ def prepare(params: ParamsOption = Path("params.yaml")) -> None:
     """Read the recordings under data.dir into stages/prepare/ and metrics/data.json."""
     from mtlnet.prepare import prepare as run_prepare
 
-    config = _params(params)
+    config = load_params(params)
     run_prepare(
         data=config.data,
         graph=config.graph,
@@ -115,7 +111,7 @@ def train(model: ModelOption, params: ParamsOption = Path("params.yaml")) -> Non
     """Train one architecture once per seed: stages/train/<m>/, metrics/train/."""
     from mtlnet.train import run_train_stage
 
-    config = _params(params)
+    config = load_params(params)
     name = _architecture(config, model)
     with epoch_progress(config, name) as on_epoch:
         run_train_stage(
@@ -135,7 +131,7 @@ def evaluate(model: ModelOption, params: ParamsOption = Path("params.yaml")) -> 
     """Score one architecture's checkpoints on the test split: metrics/eval/<m>.json."""
     from mtlnet.evaluate import run_evaluate_stage
 
-    config = _params(params)
+    config = load_params(params)
     name = _architecture(config, model)
     run_evaluate_stage(
         params=config,
@@ -153,7 +149,7 @@ def profile(model: ModelOption, params: ParamsOption = Path("params.yaml")) -> N
     """Count parameters and FLOPs, time latency and throughput: metrics/profile/."""
     from mtlnet.profiling import run_profile_stage
 
-    config = _params(params)
+    config = load_params(params)
     name = _architecture(config, model)
     run_profile_stage(
         params=config,
@@ -171,7 +167,7 @@ def baselines(params: ParamsOption = Path("params.yaml")) -> None:
     from mtlnet.baselines import run_baselines_stage
 
     run_baselines_stage(
-        params=_params(params),
+        params=load_params(params),
         prepared_dir=Path("stages/prepare"),
         metrics_path=Path("metrics/baselines.json"),
     )
@@ -183,7 +179,7 @@ def compare(params: ParamsOption = Path("params.yaml")) -> None:
     """Put every architecture side by side: metrics/compare.json, plots/compare/."""
     from mtlnet.compare import compare as run_compare
 
-    config = _params(params)
+    config = load_params(params)
     run_compare(
         models=config.models,
         targets=config.data.targets,
@@ -202,7 +198,7 @@ def export(params: ParamsOption = Path("params.yaml")) -> None:
     from mtlnet.export import export as run_export
 
     run_export(
-        params=_params(params),
+        params=load_params(params),
         prepared_dir=Path("stages/prepare"),
         train_dir=Path("stages/train"),
         eval_dir=Path("metrics/eval"),

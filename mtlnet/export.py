@@ -18,7 +18,6 @@ from typing import Any
 
 from mtlnet.checkpoint import checkpoint_path, load_checkpoint
 from mtlnet.config import ARCHITECTURES, Params
-from mtlnet.errors import MtlnetError
 from mtlnet.io import atomic_dir, read_metrics, write_json
 from mtlnet.prepare import SCALER_FILE
 
@@ -56,12 +55,12 @@ def export(
     export_dir: Path,
     metrics_path: Path,
 ) -> dict[str, float]:
-    """Copy the chosen checkpoint and its scaler; write its headline figures."""
+    """Copy the chosen checkpoint and its scaler; write its headline figures.
+
+    ``params.model`` is one of ``params.models``: :class:`Params` refuses
+    anything else when it is built.
+    """
     name = params.model
-    if name not in params.models:
-        raise MtlnetError(
-            f"model: {name!r} is not in models; allowed: {', '.join(params.models)}"
-        )
     candidates = []
     for seed in params.seed_list():
         path = checkpoint_path(train_dir, name, seed)
