@@ -34,13 +34,17 @@ one printed (the last line for a time holds the batch numbers). On a file
 whose rows are in time order and parse, the last line follow mode prints
 for each time is the line batch mode writes for it.
 
-The model always runs on blocks of :data:`BLOCK` windows, the last block
-padded with zero windows. On CPU, torch's matrix products take other code
-paths for a few rows than for many (with two threads, for some other sizes
-too), and the paths round differently, by about 1e-7; with one block shape
-for every call, a window's prediction is the same number whether it
-arrives alone (follow) or among thousands (batch). Windows are separate
-graphs, so the padding changes nothing in the others. For the same reason
+The model always runs on blocks of :data:`BLOCK` windows, padded with zero
+windows, and the ``k``-th window of a stream always sits in row
+``k % BLOCK`` of its block. On CPU, torch's matrix products take other
+code paths for a few rows than for many (with two threads, for some other
+sizes too), and for some layer widths they round a row by where it lies in
+the block (a product with 34 inputs and 4 outputs does); the paths round
+differently, by about 1e-7. With one block shape for every call and each
+window in the same row in both modes, a window's prediction is the same
+number whether it arrives alone (follow) or among thousands (batch).
+Windows are separate graphs, so the padding changes nothing in the
+others. For the same reason
 the probability is computed one logit at a time (:func:`sigmoid`). The
 evaluate stage runs the whole test split as one batch, through
 ``torch.sigmoid``, so its numbers and these agree to that rounding, not
@@ -128,11 +132,13 @@ class Predictor:
         )
 
     @torch.inference_mode()
-    def infer(self, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    def infer(self, x: torch.Tensor, first: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Scaled forecasts and probabilities, in blocks of :data:`BLOCK` windows.
 
-        The forecasts are float32, as the model gives them; the
-        probabilities are float64, from :func:`sigmoid`.
+        ``x`` holds windows ``first``, ``first + 1``, ... of a stream;
+        window ``k`` runs in row ``k % BLOCK`` of its block. The forecasts
+        are float32, as the model gives them; the probabilities are
+        float64, from :func:`sigmoid`.
 
         Shapes:
             x: [windows, window, channels]
@@ -141,9 +147,16 @@ class Predictor:
         # load_checkpoint hands the model over in eval mode.
         model = self.checkpoint.model
         count = len(x)
-        padding = -count % BLOCK
-        if padding:
-            x = torch.cat([x, x.new_zeros((padding, *x.shape[1:]))])
+        lead = first % BLOCK
+        trail = -(lead + count) % BLOCK
+        if lead or trail:
+            x = torch.cat(
+                [
+                    x.new_zeros((lead, *x.shape[1:])),
+                    x,
+                    x.new_zeros((trail, *x.shape[1:])),
+                ]
+            )
         regression, logits = [], []
         previous = torch.get_num_threads()
         torch.set_num_threads(self.threads)
@@ -156,8 +169,8 @@ class Predictor:
             torch.set_num_threads(previous)
         if not regression:
             return np.zeros((0, model.num_targets), np.float32), np.zeros(0)
-        forecast = torch.cat(regression)[:count].numpy()
-        return forecast, sigmoid(torch.cat(logits)[:count].numpy())
+        forecast = torch.cat(regression)[lead : lead + count].numpy()
+        return forecast, sigmoid(torch.cat(logits)[lead : lead + count].numpy())
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
@@ -247,6 +260,9 @@ class Window:
 
     time: pd.Timestamp
     x: np.ndarray
+    # The window's place among its stream's windows, from 0; a row that
+    # replaces the previous one gives its window the replaced one's place.
+    index: int = 0
 
 
 @dataclass
@@ -278,6 +294,9 @@ class WindowStream:
         )
         self._rows: deque[np.ndarray] = deque(maxlen=data.window)
         self._last_time: pd.Timestamp | None = None
+        # Windows ended so far, and the place of the one the last row ended.
+        self._windows = 0
+        self._last_index: int | None = None
         # The position channel exactly as mtlnet.dataset computes it.
         steps = torch.arange(data.window)
         self._position = (steps.float() / (data.window - 1)).numpy()[:, None]
@@ -310,6 +329,8 @@ class WindowStream:
                 time,
             )
             self._rows.pop()
+            if self._last_index is not None:
+                self._windows = self._last_index
         elif self._last_time is not None:
             if time < self._last_time:
                 self.skip(
@@ -321,6 +342,7 @@ class WindowStream:
             gap = (time - self._last_time).total_seconds()
             if gap > self._data.max_gap_s:
                 self._rows.clear()
+                self._last_index = None
                 self.counts.gaps += 1
                 logger.info(
                     "%s: a gap of %.1f s restarts the window", self._where(line), gap
@@ -329,16 +351,21 @@ class WindowStream:
         self._last_time = time
         self._rows.append(((values - self._mean) / self._scale).astype(np.float32))
         if len(self._rows) < self._data.window:
+            self._last_index = None
             return None
         x = np.stack(self._rows)
         if self._data.position_encoding:
             x = np.concatenate([x, self._position], axis=1)
-        return Window(time, x)
+        self._last_index = self._windows
+        self._windows += 1
+        return Window(time, x, self._last_index)
 
     def infer(
         self, windows: Sequence[Window]
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Probabilities, decisions and physical forecasts of ``windows``.
+
+        ``windows`` are consecutive windows of this stream, in order.
 
         Shapes:
             -> ([windows], [windows], [windows, targets])
@@ -348,7 +375,8 @@ class WindowStream:
             x = torch.from_numpy(np.stack([w.x for w in windows]))
         else:
             x = torch.zeros(0, data.window, input_channels(data))
-        scaled, probability = self.predictor.infer(x)
+        first = windows[0].index if windows else 0
+        scaled, probability = self.predictor.infer(x, first)
         forecast = scaled.astype(np.float64) * self._target_scale + self._target_mean
         self.counts.predictions += len(windows)
         decision = (probability >= self.predictor.threshold).astype(np.int64)

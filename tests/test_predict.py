@@ -25,6 +25,7 @@ from mtlnet.errors import MtlnetError
 from mtlnet.io import write_parquet
 from mtlnet.predict import (
     Predictor,
+    WindowStream,
     follow,
     load_predictor,
     predict_recording,
@@ -305,6 +306,24 @@ def test_follow_reprints_a_repeated_time_with_the_row_batch_mode_keeps(
     # The first line for row 6's time, and the one that replaces it.
     assert printed[4].split(",")[0] == printed[5].split(",")[0]
     assert printed[4] != printed[5]
+
+
+def test_window_places_count_windows_and_a_replacing_row_takes_the_place(
+    predictor,
+):
+    stream = WindowStream(predictor, scope=predictor.scope(None), source="test")
+    start = pd.Timestamp("2022-10-04 15:00:00")
+    values = np.array([-95.0, -11.0, 12.0])
+    # DATA.window is 4: the rows at 0-2 s fill the buffer, those at 3-5 s
+    # end windows 0-2, 5 s is logged again (window 2 again), the 15 s gap
+    # restarts the buffer, and the rows at 23 and 24 s end windows 3 and 4.
+    seconds = [0, 1, 2, 3, 4, 5, 5, 20, 21, 22, 23, 24]
+    places = []
+    for second in seconds:
+        window = stream.push(start + pd.Timedelta(seconds=second), values)
+        places.append(None if window is None else window.index)
+
+    assert places == [None, None, None, 0, 1, 2, 2, None, None, None, 3, 4]
 
 
 def test_follow_refuses_a_header_without_a_kpi_column(predictor):
