@@ -40,7 +40,8 @@ checks() {
 
 case "${1:-}" in
     setup) setup ;;
-    repro) setup && .venv/bin/dvc repro ;;
+    # The stages run `python -m mtlnet`: the environment's python comes first.
+    repro) setup && PATH="$PWD/.venv/bin:$PATH" .venv/bin/dvc repro ;;
     test) setup && checks ;;
     *) echo "usage: scripts/dev.sh setup|repro|test" >&2; exit 2 ;;
 esac
