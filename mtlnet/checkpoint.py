@@ -158,6 +158,7 @@ def model_for(
         edge_index=edge_index,
         num_targets=len(data.targets),
         last_value_channels=channels,
+        summary_channels=range(len(data.features)) if arch_config.summary else (),
     )
 
 

@@ -5,8 +5,9 @@ of shuffled training windows, the per-task losses of :mod:`mtlnet.losses`
 combined by ``train.weighting``, early stopping on the validation split.
 
 The checkpoint kept is the one with the lowest validation loss, the
-unweighted sum of the four task losses (scaled MSE per KPI plus the
-class-weighted cross-entropy). It does not depend on the weighting scheme,
+unweighted sum of the four task losses (the MSE of each KPI, relative to
+persistence on the training split by default, plus the class-weighted
+cross-entropy). It does not depend on the weighting scheme,
 so runs with different weightings are selected by the same rule. The
 decision threshold is then chosen on the validation split to maximise F1.
 """
@@ -35,7 +36,12 @@ from mtlnet.config import BackboneConfig, DataConfig, GraphConfig, Params, Train
 from mtlnet.dataset import PreparedData, WindowTensors
 from mtlnet.errors import MtlnetError
 from mtlnet.io import atomic_dir, write_csv, write_json
-from mtlnet.losses import make_weighting, positive_weight, task_losses
+from mtlnet.losses import (
+    make_weighting,
+    persistence_mse,
+    positive_weight,
+    task_losses,
+)
 from mtlnet.metrics import best_f1_threshold, classification_metrics, mean_and_std
 from mtlnet.models import MultiTaskModel
 
@@ -90,12 +96,17 @@ def predict(
 
 @torch.no_grad()
 def evaluate_losses(
-    model: MultiTaskModel, split: WindowTensors, pos_weight: torch.Tensor | None
+    model: MultiTaskModel,
+    split: WindowTensors,
+    pos_weight: torch.Tensor | None,
+    regression_scale: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-task losses on a split and its detection probabilities."""
     model.eval()
     regression, logits = model(split.x)
-    losses = task_losses(regression, logits, split.target, split.label, pos_weight)
+    losses = task_losses(
+        regression, logits, split.target, split.label, pos_weight, regression_scale
+    )
     return losses, torch.sigmoid(logits)
 
 
@@ -129,6 +140,11 @@ def train_model(
     pos_weight = (
         positive_weight(train_set.label) if train.class_weight == "balanced" else None
     )
+    regression_scale = (
+        persistence_mse(train_set.target, train_set.last)
+        if train.regression_loss == "relative"
+        else None
+    )
     shuffle = torch.Generator().manual_seed(seed)
 
     history: list[dict[str, float]] = []
@@ -148,6 +164,7 @@ def train_model(
                 train_set.target[batch],
                 train_set.label[batch],
                 pos_weight,
+                regression_scale,
             )
             check_finite(losses, names, epoch)
             optimizer.zero_grad(set_to_none=True)
@@ -158,7 +175,9 @@ def train_model(
         train_losses = totals / len(order)
         weighting.end_epoch(train_losses)
 
-        val_losses, val_probability = evaluate_losses(model, val_set, pos_weight)
+        val_losses, val_probability = evaluate_losses(
+            model, val_set, pos_weight, regression_scale
+        )
         check_finite(val_losses, names, epoch, split="validation")
         val_loss = float(val_losses.sum())
         val_f1 = classification_metrics(
@@ -191,7 +210,9 @@ def train_model(
     train_time_s = time.perf_counter() - started
 
     model.load_state_dict(best_state)
-    val_losses, val_probability = evaluate_losses(model, val_set, pos_weight)
+    val_losses, val_probability = evaluate_losses(
+        model, val_set, pos_weight, regression_scale
+    )
     threshold = best_f1_threshold(val_set.label.numpy(), val_probability.numpy())
     scores = classification_metrics(
         val_set.label.numpy(), val_probability.numpy(), threshold

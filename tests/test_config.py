@@ -117,6 +117,14 @@ def test_a_value_of_the_wrong_type_is_named(tmp_path, text, expected):
         ("seeds: 0\n", "seeds: must be at least 1"),
         ("train:\n  lr: 0\n", "train.lr: must be positive"),
         ("arch:\n  attention:\n    heads: 5\n", "must divide hidden (64)"),
+        (
+            "arch:\n  mmoe:\n    gcn_dropout: 1.0\n",
+            "arch.*.gcn_dropout: must lie in [0, 1)",
+        ),
+        (
+            "train:\n  regression_loss: mae\n",
+            "train.regression_loss: 'mae' is not one of relative, scaled",
+        ),
     ],
 )
 def test_a_value_out_of_range_is_named(tmp_path, text, expected):

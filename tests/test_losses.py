@@ -12,6 +12,7 @@ from mtlnet.losses import (
     EqualWeighting,
     UncertaintyWeighting,
     make_weighting,
+    persistence_mse,
     positive_weight,
     task_losses,
 )
@@ -29,6 +30,39 @@ def test_task_losses_are_one_mse_per_target_then_the_cross_entropy():
     # MSEs (1 + 4) / 2 and (0 + 9) / 2; BCE (-log 1/2 - log 1/4) / 2.
     expected = [2.5, 4.5, (math.log(2) + math.log(4)) / 2]
     assert losses.tolist() == pytest.approx(expected)
+
+
+def test_a_regression_scale_divides_each_targets_mse_and_not_the_detection():
+    scale = torch.tensor([0.5, 9.0])
+
+    losses = task_losses(REGRESSION, LOGITS, TARGET, LABEL, None, scale)
+
+    expected = [2.5 / 0.5, 4.5 / 9.0, (math.log(2) + math.log(4)) / 2]
+    assert losses.tolist() == pytest.approx(expected)
+
+
+def test_persistence_mse_is_the_mse_of_the_last_value_forecast():
+    target = torch.tensor([[1.0, 5.0, 2.0], [3.0, 5.0, 2.0]])
+    last = torch.tensor([[0.0, 5.0, 2.0], [6.0, 5.0, 2.0]])
+
+    # (1 + 9) / 2 for the first target; the others never change: 1.
+    assert persistence_mse(target, last).tolist() == [5.0, 1.0, 1.0]
+
+
+def test_relative_losses_of_persistence_itself_are_one():
+    target = torch.tensor([[1.0, -2.0], [3.0, 0.5], [0.0, 1.0]])
+    last = torch.tensor([[0.5, -1.0], [3.5, 0.0], [1.0, 1.5]])
+
+    losses = task_losses(
+        last,
+        LOGITS[:1].expand(3),
+        target,
+        LABEL[:1].expand(3),
+        None,
+        persistence_mse(target, last),
+    )
+
+    assert losses[:2].tolist() == pytest.approx([1.0, 1.0])
 
 
 def test_pos_weight_scales_the_positive_terms_of_the_cross_entropy():

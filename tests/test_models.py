@@ -23,11 +23,18 @@ from mtlnet.config import (
 from mtlnet.errors import MtlnetError
 from mtlnet.graph import window_edges
 from mtlnet.models import MODELS, MultiTaskModel, build_model, count_parameters
-from mtlnet.models.backbone import GCNEncoder, dense_adjacency, readout
+from mtlnet.models.backbone import (
+    GCNEncoder,
+    dense_adjacency,
+    readout,
+    window_summary,
+)
 
 IN_CHANNELS = 3
 WINDOW = 6
 NUM_TARGETS = 2
+# The window summary of the first two input channels goes to every tower.
+SUMMARY_CHANNELS = (0, 1)
 NUM_TASKS = NUM_TARGETS + 1
 
 
@@ -50,6 +57,7 @@ def tiny_model(name: str, seed: int = 0, **overrides: object) -> MultiTaskModel:
         window=WINDOW,
         edge_index=EDGE_INDEX,
         num_targets=NUM_TARGETS,
+        summary_channels=SUMMARY_CHANNELS,
     )
 
 
@@ -292,8 +300,85 @@ def test_models_built_with_the_same_seed_are_identical(name: str) -> None:
 def test_count_parameters_of_hard_sharing_adds_up_its_layers() -> None:
     model = tiny_model("hardsharing")
 
-    # GCN layers: (3*8 + 8) + (8*8 + 8); towers: 3 x ((16*4 + 4) + (4 + 1)).
-    assert count_parameters(model) == 104 + NUM_TASKS * 73
+    # GCN layers: (3*8 + 8) + (8*8 + 8); towers read the readout (16) and
+    # the summary (6 x 2): 3 x ((28*4 + 4) + (4 + 1)).
+    assert count_parameters(model) == 104 + NUM_TASKS * 121
+
+
+def test_window_summary_by_hand() -> None:
+    # One window of four steps; the second channel is constant.
+    x = torch.tensor([[[1.0, 5.0], [2.0, 5.0], [4.0, 5.0], [3.0, 5.0]]])
+
+    summary = window_summary(x)
+
+    # Per statistic, both channels: last, mean - last, population std,
+    # range, slope (steps -1.5..1.5: sum t*x / sum t^2 = 4 / 5), last change.
+    expected = [3, 5, -0.5, 0, 1.25**0.5, 0, 3, 0, 0.8, 0, -1, 0]
+    assert summary.tolist() == [pytest.approx(expected)]
+
+
+def test_window_summary_of_a_one_step_window_is_finite() -> None:
+    summary = window_summary(torch.tensor([[[2.0]]]))
+
+    assert summary.tolist() == [[2.0, 0.0, 0.0, 0.0, 0.0, 0.0]]
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_towers_read_the_summary_of_the_named_channels(name: str) -> None:
+    with_summary = tiny_model(name)
+    torch.manual_seed(0)
+    without = build_model(
+        name,
+        tiny_config(name),
+        in_channels=IN_CHANNELS,
+        window=WINDOW,
+        edge_index=EDGE_INDEX,
+        num_targets=NUM_TARGETS,
+    )
+    x = windows(4)
+
+    torch.testing.assert_close(
+        with_summary.summary(x), window_summary(x[..., list(SUMMARY_CHANNELS)])
+    )
+    assert without.summary(x).shape == (4, 0)
+    # Each tower's first layer has 6 inputs per summary channel more.
+    extra = NUM_TASKS * 6 * len(SUMMARY_CHANNELS) * tiny_config(name).tower_hidden
+    assert count_parameters(with_summary) == count_parameters(without) + extra
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_every_tower_reads_the_window_summary_last(name: str) -> None:
+    model = tiny_model(name).eval()
+    x = windows(3)
+    seen: list[Tensor] = []
+    for tower in towers_of(model):
+        tower.register_forward_hook(lambda _m, inputs, _o: seen.append(inputs[0]))
+
+    model(x)
+
+    summary = window_summary(x[..., list(SUMMARY_CHANNELS)])
+    assert len(seen) == NUM_TASKS
+    for features in seen:
+        torch.testing.assert_close(features[:, -summary.size(1) :], summary)
+
+
+def towers_of(model: MultiTaskModel) -> list[torch.nn.Module]:
+    if hasattr(model, "towers"):
+        return list(model.towers)
+    return [network.tower for network in model.tasks]
+
+
+def test_summary_channels_outside_the_input_are_an_error() -> None:
+    with pytest.raises(MtlnetError, match=r"summary_channels \[0, 3\] must lie"):
+        build_model(
+            "hardsharing",
+            tiny_config("hardsharing"),
+            in_channels=IN_CHANNELS,
+            window=WINDOW,
+            edge_index=EDGE_INDEX,
+            num_targets=NUM_TARGETS,
+            summary_channels=(0, 3),
+        )
 
 
 def test_unknown_architecture_is_an_error_naming_the_allowed_ones() -> None:

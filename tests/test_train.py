@@ -27,7 +27,7 @@ from mtlnet.config import (
 )
 from mtlnet.dataset import PreparedData, WindowTensors
 from mtlnet.errors import MtlnetError
-from mtlnet.losses import positive_weight
+from mtlnet.losses import persistence_mse, positive_weight
 from mtlnet.prepare import WINDOWS_FILE, prepare
 from mtlnet.train import (
     TrainJob,
@@ -203,7 +203,8 @@ def test_early_stopping_waits_patience_epochs_and_keeps_the_best_weights(prepare
     assert val_losses[-1] != best
 
     pos_weight = positive_weight(prepared.train.label)
-    losses, _ = evaluate_losses(result.model, prepared.val, pos_weight)
+    scale = persistence_mse(prepared.train.target, prepared.train.last)
+    losses, _ = evaluate_losses(result.model, prepared.val, pos_weight, scale)
     assert float(losses.sum()) == pytest.approx(best, rel=1e-6)
     assert result.best_val["loss"] == pytest.approx(best, rel=1e-6)
     assert [result.best_val[f"loss_{t}"] for t in TASKS] == pytest.approx(
@@ -297,6 +298,25 @@ def run_stage(prepared: Prepared, root: Path, prepared_dir: Path | None = None):
     )
 
 
+@pytest.mark.parametrize("regression_loss", ["relative", "scaled"])
+def test_the_history_holds_the_losses_of_the_chosen_regression_loss(
+    prepared, regression_loss
+):
+    result = train(prepared, epochs=2, regression_loss=regression_loss)
+
+    scale = persistence_mse(prepared.train.target, prepared.train.last)
+    pos_weight = positive_weight(prepared.train.label)
+    losses, _ = evaluate_losses(
+        result.model,
+        prepared.val,
+        pos_weight,
+        scale if regression_loss == "relative" else None,
+    )
+    best = result.history[result.best_epoch - 1]
+    recorded = [best[f"val_loss_{task}"] for task in TASKS]
+    assert losses.tolist() == pytest.approx(recorded, rel=1e-6)
+
+
 def test_the_train_stage_writes_a_checkpoint_per_seed(prepared, tmp_path):
     run_stage(prepared, tmp_path)
 
@@ -308,12 +328,13 @@ def test_the_train_stage_writes_a_checkpoint_per_seed(prepared, tmp_path):
         "seed_4_history.csv",
     ]
     pos_weight = positive_weight(prepared.train.label)
+    scale = persistence_mse(prepared.train.target, prepared.train.last)
     for seed in (3, 4):
         checkpoint = load_checkpoint(model_dir / f"seed_{seed}.pt")
         assert checkpoint.architecture == "hardsharing"
         assert checkpoint.seed == seed
         assert 0 < checkpoint.threshold < 1
-        losses, _ = evaluate_losses(checkpoint.model, prepared.val, pos_weight)
+        losses, _ = evaluate_losses(checkpoint.model, prepared.val, pos_weight, scale)
         assert float(losses.sum()) == pytest.approx(checkpoint.meta["val_loss"])
 
 

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from mtlnet.config import BackboneConfig, require_architecture
 from mtlnet.models.attention import TaskAttention
-from mtlnet.models.backbone import MultiTaskModel, count_parameters
+from mtlnet.models.backbone import ModelInputs, MultiTaskModel, count_parameters
 from mtlnet.models.crossstitch import CrossStitch
 from mtlnet.models.hardsharing import HardSharing
 from mtlnet.models.mmoe import MMoE
@@ -45,6 +45,7 @@ def build_model(
     edge_index: Tensor,
     num_targets: int,
     last_value_channels: Sequence[int] = (),
+    summary_channels: Sequence[int] = (),
 ) -> MultiTaskModel:
     """The architecture ``name`` built from its config.
 
@@ -53,17 +54,19 @@ def build_model(
     a config of another class raises :class:`~mtlnet.errors.MtlnetError`.
     With ``last_value_channels`` (the input channel of each target), the
     regression outputs are the last observed values plus what the towers
-    add: a forecast of the change. Parameters are drawn from torch's global
-    generator: seed it first.
+    add: a forecast of the change. With ``summary_channels``, every tower
+    also reads those channels' window summary. Parameters are drawn from
+    torch's global generator: seed it first.
     """
     require_architecture(name)
-    model = MODELS[name](
-        config,
+    inputs = ModelInputs(
         in_channels=in_channels,
         window=window,
         edge_index=edge_index,
         num_targets=num_targets,
-        last_value_channels=last_value_channels,
+        last_value_channels=tuple(last_value_channels),
+        summary_channels=tuple(summary_channels),
     )
+    model = MODELS[name](config, inputs)
     logger.info("built %s: %d parameters", name, count_parameters(model))
     return model

@@ -23,13 +23,12 @@ Shapes:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
 from mtlnet.config import AttentionConfig
-from mtlnet.models.backbone import GCNEncoder, MultiTaskModel, Tower
+from mtlnet.models.backbone import GCNEncoder, ModelInputs, MultiTaskModel
 
 
 class MultiHeadTaskAttention(nn.Module):
@@ -68,7 +67,7 @@ class TaskAttention(MultiTaskModel):
     """A shared :class:`GCNEncoder`, task attention, one tower per task.
 
     Tower ``t`` reads task ``t``'s attended vector beside the last node's
-    embedding.
+    embedding and the window summary.
 
     Shapes:
         x: [batch, window, in_channels]
@@ -78,33 +77,17 @@ class TaskAttention(MultiTaskModel):
 
     config_type = AttentionConfig
 
-    def __init__(
-        self,
-        config: AttentionConfig,
-        *,
-        in_channels: int,
-        window: int,
-        edge_index: Tensor,
-        num_targets: int,
-        last_value_channels: Sequence[int] = (),
-    ) -> None:
-        super().__init__(
-            config,
-            in_channels=in_channels,
-            window=window,
-            edge_index=edge_index,
-            num_targets=num_targets,
-            last_value_channels=last_value_channels,
-        )
+    def __init__(self, config: AttentionConfig, inputs: ModelInputs) -> None:
+        super().__init__(config, inputs)
+        in_channels = inputs.in_channels
         self.encoder = GCNEncoder(
-            in_channels, config.hidden, config.layers, config.dropout
+            in_channels, config.hidden, config.layers, config.gcn_dropout
         )
         self.attention = MultiHeadTaskAttention(
             config.hidden, config.heads, self.num_tasks
         )
         self.towers = nn.ModuleList(
-            Tower(2 * config.hidden, config.tower_hidden, config.dropout)
-            for _ in range(self.num_tasks)
+            self.tower(config, 2 * config.hidden) for _ in range(self.num_tasks)
         )
 
     def task_outputs(
@@ -113,9 +96,9 @@ class TaskAttention(MultiTaskModel):
         h = self.encoder(x, adj)
         attended, weights = self.attention(h)
 
-        last = h[:, -1]
+        last, summary = h[:, -1], self.summary(x)
         outputs = [
-            tower(torch.cat([attended[:, t], last], dim=-1))
+            tower(torch.cat([attended[:, t], last, summary], dim=-1))
             for t, tower in enumerate(self.towers)
         ]
         gates = {name: weights[:, t] for t, name in enumerate(self.task_names)}

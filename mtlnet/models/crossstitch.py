@@ -20,13 +20,11 @@ Shapes:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from torch import Tensor, nn
 
 from mtlnet.config import CrossStitchConfig
-from mtlnet.models.backbone import GCNLayer, MultiTaskModel, Tower, readout
+from mtlnet.models.backbone import GCNLayer, ModelInputs, MultiTaskModel, readout
 
 
 class CrossStitchUnit(nn.Module):
@@ -83,28 +81,13 @@ class CrossStitch(MultiTaskModel):
 
     config_type = CrossStitchConfig
 
-    def __init__(
-        self,
-        config: CrossStitchConfig,
-        *,
-        in_channels: int,
-        window: int,
-        edge_index: Tensor,
-        num_targets: int,
-        last_value_channels: Sequence[int] = (),
-    ) -> None:
-        super().__init__(
-            config,
-            in_channels=in_channels,
-            window=window,
-            edge_index=edge_index,
-            num_targets=num_targets,
-            last_value_channels=last_value_channels,
-        )
+    def __init__(self, config: CrossStitchConfig, inputs: ModelInputs) -> None:
+        super().__init__(config, inputs)
+        in_channels = inputs.in_channels
         widths = [in_channels] + [config.hidden] * config.layers
         self.layers = nn.ModuleList(
             ColumnLayer(
-                self.num_tasks, widths[depth], widths[depth + 1], config.dropout
+                self.num_tasks, widths[depth], widths[depth + 1], config.gcn_dropout
             )
             for depth in range(config.layers)
         )
@@ -115,8 +98,7 @@ class CrossStitch(MultiTaskModel):
             }
         )
         self.towers = nn.ModuleList(
-            Tower(2 * config.hidden, config.tower_hidden, config.dropout)
-            for _ in range(self.num_tasks)
+            self.tower(config, 2 * config.hidden) for _ in range(self.num_tasks)
         )
 
     def task_outputs(
@@ -128,7 +110,9 @@ class CrossStitch(MultiTaskModel):
             if str(depth) in self.stitches:
                 h = self.stitches[str(depth)](h)
 
+        summary = self.summary(x)
         outputs = [
-            tower(readout(h_t)) for tower, h_t in zip(self.towers, h, strict=True)
+            tower(torch.cat([readout(h_t), summary], dim=-1))
+            for tower, h_t in zip(self.towers, h, strict=True)
         ]
         return outputs, {}

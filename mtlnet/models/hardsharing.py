@@ -10,12 +10,11 @@ Shapes:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
+import torch
 from torch import Tensor, nn
 
 from mtlnet.config import HardSharingConfig
-from mtlnet.models.backbone import GCNEncoder, MultiTaskModel, Tower, readout
+from mtlnet.models.backbone import GCNEncoder, ModelInputs, MultiTaskModel, readout
 
 
 class HardSharing(MultiTaskModel):
@@ -28,34 +27,18 @@ class HardSharing(MultiTaskModel):
 
     config_type = HardSharingConfig
 
-    def __init__(
-        self,
-        config: HardSharingConfig,
-        *,
-        in_channels: int,
-        window: int,
-        edge_index: Tensor,
-        num_targets: int,
-        last_value_channels: Sequence[int] = (),
-    ) -> None:
-        super().__init__(
-            config,
-            in_channels=in_channels,
-            window=window,
-            edge_index=edge_index,
-            num_targets=num_targets,
-            last_value_channels=last_value_channels,
-        )
+    def __init__(self, config: HardSharingConfig, inputs: ModelInputs) -> None:
+        super().__init__(config, inputs)
+        in_channels = inputs.in_channels
         self.encoder = GCNEncoder(
-            in_channels, config.hidden, config.layers, config.dropout
+            in_channels, config.hidden, config.layers, config.gcn_dropout
         )
         self.towers = nn.ModuleList(
-            Tower(2 * config.hidden, config.tower_hidden, config.dropout)
-            for _ in range(self.num_tasks)
+            self.tower(config, 2 * config.hidden) for _ in range(self.num_tasks)
         )
 
     def task_outputs(
         self, x: Tensor, adj: Tensor
     ) -> tuple[list[Tensor], dict[str, Tensor]]:
-        shared = readout(self.encoder(x, adj))
+        shared = torch.cat([readout(self.encoder(x, adj)), self.summary(x)], dim=-1)
         return [tower(shared) for tower in self.towers], {}

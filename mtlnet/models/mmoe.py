@@ -13,16 +13,15 @@ Shapes:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
+import torch
 from torch import Tensor, nn
 
 from mtlnet.config import MMoEConfig
 from mtlnet.models.backbone import (
     Experts,
     Gate,
+    ModelInputs,
     MultiTaskModel,
-    Tower,
     mix_experts,
     readout,
 )
@@ -42,39 +41,28 @@ class MMoE(MultiTaskModel):
 
     config_type = MMoEConfig
 
-    def __init__(
-        self,
-        config: MMoEConfig,
-        *,
-        in_channels: int,
-        window: int,
-        edge_index: Tensor,
-        num_targets: int,
-        last_value_channels: Sequence[int] = (),
-    ) -> None:
-        super().__init__(
-            config,
-            in_channels=in_channels,
-            window=window,
-            edge_index=edge_index,
-            num_targets=num_targets,
-            last_value_channels=last_value_channels,
-        )
+    def __init__(self, config: MMoEConfig, inputs: ModelInputs) -> None:
+        super().__init__(config, inputs)
+        in_channels = inputs.in_channels
         self.experts = Experts(
-            in_channels, config.hidden, config.layers, config.experts, config.dropout
+            in_channels,
+            config.hidden,
+            config.layers,
+            config.experts,
+            config.gcn_dropout,
         )
         self.gates = nn.ModuleList(
             Gate(in_channels, config.experts) for _ in range(self.num_tasks)
         )
         self.towers = nn.ModuleList(
-            Tower(2 * config.hidden, config.tower_hidden, config.dropout)
-            for _ in range(self.num_tasks)
+            self.tower(config, 2 * config.hidden) for _ in range(self.num_tasks)
         )
 
     def task_outputs(
         self, x: Tensor, adj: Tensor
     ) -> tuple[list[Tensor], dict[str, Tensor]]:
         experts = self.experts(x, adj)
+        summary = self.summary(x)
 
         outputs = []
         gates = {}
@@ -83,5 +71,6 @@ class MMoE(MultiTaskModel):
         ):
             weights = gate(x)
             gates[name] = weights
-            outputs.append(tower(readout(mix_experts(weights, experts))))
+            mixed = readout(mix_experts(weights, experts))
+            outputs.append(tower(torch.cat([mixed, summary], dim=-1)))
         return outputs, gates

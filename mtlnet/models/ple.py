@@ -25,7 +25,6 @@ Shapes:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
@@ -35,8 +34,8 @@ from mtlnet.config import PLEConfig
 from mtlnet.models.backbone import (
     Experts,
     Gate,
+    ModelInputs,
     MultiTaskModel,
-    Tower,
     mix_experts,
     readout,
 )
@@ -75,7 +74,7 @@ class ExtractionLevel(nn.Module):
         shared_gate: bool,
     ) -> None:
         super().__init__()
-        hidden, dropout = config.hidden, config.dropout
+        hidden, dropout = config.hidden, config.gcn_dropout
         self.task_experts = nn.ModuleList(
             Experts(in_channels, hidden, 1, config.task_experts, dropout)
             for _ in range(num_tasks)
@@ -123,24 +122,9 @@ class PLE(MultiTaskModel):
 
     config_type = PLEConfig
 
-    def __init__(
-        self,
-        config: PLEConfig,
-        *,
-        in_channels: int,
-        window: int,
-        edge_index: Tensor,
-        num_targets: int,
-        last_value_channels: Sequence[int] = (),
-    ) -> None:
-        super().__init__(
-            config,
-            in_channels=in_channels,
-            window=window,
-            edge_index=edge_index,
-            num_targets=num_targets,
-            last_value_channels=last_value_channels,
-        )
+    def __init__(self, config: PLEConfig, inputs: ModelInputs) -> None:
+        super().__init__(config, inputs)
+        in_channels = inputs.in_channels
         self.levels = nn.ModuleList(
             ExtractionLevel(
                 config,
@@ -151,8 +135,7 @@ class PLE(MultiTaskModel):
             for level in range(config.levels)
         )
         self.towers = nn.ModuleList(
-            Tower(2 * config.hidden, config.tower_hidden, config.dropout)
-            for _ in range(self.num_tasks)
+            self.tower(config, 2 * config.hidden) for _ in range(self.num_tasks)
         )
 
     def task_outputs(
@@ -169,7 +152,9 @@ class PLE(MultiTaskModel):
             if output.shared_weights is not None:
                 gates[f"level{level}/shared"] = output.shared_weights
 
+        summary = self.summary(x)
         outputs = [
-            tower(readout(h)) for tower, h in zip(self.towers, tasks, strict=True)
+            tower(torch.cat([readout(h), summary], dim=-1))
+            for tower, h in zip(self.towers, tasks, strict=True)
         ]
         return outputs, gates

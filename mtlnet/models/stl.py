@@ -11,30 +11,39 @@ Shapes:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
+import torch
 from torch import Tensor, nn
 
 from mtlnet.config import STLConfig
-from mtlnet.models.backbone import GCNEncoder, MultiTaskModel, Tower, readout
+from mtlnet.models.backbone import (
+    GCNEncoder,
+    ModelInputs,
+    MultiTaskModel,
+    Tower,
+    readout,
+)
 
 
 class SingleTaskNetwork(nn.Module):
     """A GCN encoder, the readout and a tower for one task.
 
+    The tower reads the readout beside the window summary of the model.
+
     Shapes:
-        x: [batch, window, in_channels], adj: [window, window] -> [batch]
+        x: [batch, window, in_channels], adj: [window, window],
+        summary: [batch, summary_size] -> [batch]
     """
 
-    def __init__(self, config: STLConfig, in_channels: int) -> None:
+    def __init__(self, config: STLConfig, in_channels: int, tower: Tower) -> None:
         super().__init__()
         self.encoder = GCNEncoder(
-            in_channels, config.hidden, config.layers, config.dropout
+            in_channels, config.hidden, config.layers, config.gcn_dropout
         )
-        self.tower = Tower(2 * config.hidden, config.tower_hidden, config.dropout)
+        self.tower = tower
 
-    def forward(self, x: Tensor, adj: Tensor) -> Tensor:
-        return self.tower(readout(self.encoder(x, adj)))
+    def forward(self, x: Tensor, adj: Tensor, summary: Tensor) -> Tensor:
+        features = torch.cat([readout(self.encoder(x, adj)), summary], dim=-1)
+        return self.tower(features)
 
 
 class STL(MultiTaskModel):
@@ -49,29 +58,18 @@ class STL(MultiTaskModel):
 
     config_type = STLConfig
 
-    def __init__(
-        self,
-        config: STLConfig,
-        *,
-        in_channels: int,
-        window: int,
-        edge_index: Tensor,
-        num_targets: int,
-        last_value_channels: Sequence[int] = (),
-    ) -> None:
-        super().__init__(
-            config,
-            in_channels=in_channels,
-            window=window,
-            edge_index=edge_index,
-            num_targets=num_targets,
-            last_value_channels=last_value_channels,
-        )
+    def __init__(self, config: STLConfig, inputs: ModelInputs) -> None:
+        super().__init__(config, inputs)
+        in_channels = inputs.in_channels
         self.tasks = nn.ModuleList(
-            SingleTaskNetwork(config, in_channels) for _ in range(self.num_tasks)
+            SingleTaskNetwork(
+                config, in_channels, self.tower(config, 2 * config.hidden)
+            )
+            for _ in range(self.num_tasks)
         )
 
     def task_outputs(
         self, x: Tensor, adj: Tensor
     ) -> tuple[list[Tensor], dict[str, Tensor]]:
-        return [network(x, adj) for network in self.tasks], {}
+        summary = self.summary(x)
+        return [network(x, adj, summary) for network in self.tasks], {}
