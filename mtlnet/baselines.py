@@ -24,6 +24,7 @@ validation split; the test split is only scored.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import itertools
 import logging
@@ -47,7 +48,7 @@ from mtlnet.dataset import PreparedData, WindowTensors
 from mtlnet.errors import MtlnetError
 from mtlnet.io import write_json
 from mtlnet.metrics import best_f1_threshold, binary_cross_entropy
-from mtlnet.scoring import score
+from mtlnet.scoring import describe, score
 
 logger = logging.getLogger(__name__)
 
@@ -402,17 +403,10 @@ def run_baselines_stage(
         **scored(probability, forecast, threshold),
         "settings": settings,
     }
-    results["persistence"] = scored(majority, persistence, 0.5)
+    # The majority row already pairs the majority class with persistence.
+    results["persistence"] = copy.deepcopy(results["majority"])
 
     write_json(metrics_path, results)
     for name, block in results.items():
-        logger.info(
-            "baseline %s on test: f1 %.3f auroc %.3f, skill %s",
-            name,
-            block["classification"]["f1"],
-            block["classification"]["auroc"],
-            ", ".join(
-                f"{k} {block['regression'][k]['skill']:+.3f}" for k in data.targets
-            ),
-        )
+        logger.info("baseline %s on test: %s", name, describe(block, data.targets))
     return results

@@ -23,7 +23,7 @@ from mtlnet.config import (
     from_mapping,
     to_mapping,
 )
-from mtlnet.errors import MtlnetError
+from mtlnet.errors import MtlnetError, one_line
 from mtlnet.graph import window_edges
 from mtlnet.io import atomic_file
 from mtlnet.models import MultiTaskModel, build_model
@@ -88,7 +88,7 @@ def load_checkpoint(path: Path, *, architecture: str | None = None) -> Checkpoin
             f"{path}: checkpoint not found; run the train stage"
         ) from None
     except Exception as error:  # torch raises many types for a broken file
-        detail = " ".join(str(error).split())[:160]
+        detail = one_line(error, 160)
         raise MtlnetError(f"{path}: not a readable checkpoint ({detail})") from None
     if (
         not isinstance(content, dict)
@@ -120,7 +120,7 @@ def load_checkpoint(path: Path, *, architecture: str | None = None) -> Checkpoin
     try:
         model.load_state_dict(content["state_dict"], strict=True)
     except RuntimeError as error:
-        detail = " ".join(str(error).split())[:160]
+        detail = one_line(error, 160)
         raise MtlnetError(f"{path}: weights do not fit {found!r} ({detail})") from None
     model.eval()
     return Checkpoint(

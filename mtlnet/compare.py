@@ -231,47 +231,42 @@ def scores_frame(blocks: Mapping[str, Any], targets: Sequence[str]) -> pd.DataFr
 def draw_charts(
     blocks: Mapping[str, Any], targets: Sequence[str], plot_dir: Path
 ) -> None:
-    names = list(blocks)
+    flat = {n: flatten(block) for n, block in blocks.items()}
+    flat_std = {n: flatten(block["std"]) for n, block in blocks.items()}
 
-    def series(path: str) -> dict[str, list[float]]:
-        return {n: [flatten(blocks[n])[path]] for n in names}
+    def bars(
+        keys: Sequence[str], groups: Sequence[str], ylabel: str, name: str
+    ) -> None:
+        plot_bars(
+            {n: [values[k] for k in keys] for n, values in flat.items()},
+            {n: [spread.get(k, 0.0) for k in keys] for n, spread in flat_std.items()},
+            groups,
+            ylabel,
+            plot_dir / name,
+        )
 
-    def spread(path: str) -> dict[str, list[float]]:
-        return {n: [flatten(blocks[n]["std"]).get(path, 0.0)] for n in names}
-
-    detection = ["classification.f1", "classification.auroc"]
-    plot_bars(
-        {n: [flatten(blocks[n])[k] for k in detection] for n in names},
-        {n: [flatten(blocks[n]["std"])[k] for k in detection] for n in names},
+    bars(
+        ["classification.f1", "classification.auroc"],
         ["F1", "AUROC"],
         "test score",
-        plot_dir / "detection.png",
+        "detection.png",
     )
-    rmse = [f"regression.{k}.rmse" for k in targets]
-    plot_bars(
-        {n: [flatten(blocks[n])[k] for k in rmse] for n in names},
-        {n: [flatten(blocks[n]["std"])[k] for k in rmse] for n in names},
-        list(targets),
+    bars(
+        [f"regression.{k}.rmse" for k in targets],
+        targets,
         "test RMSE (dBm / dB)",
-        plot_dir / "rmse.png",
+        "rmse.png",
     )
-    for key, label, log in (
-        ("params", "parameters", False),
-        ("flops", "FLOPs per window", False),
-        ("latency_ms_p50", "latency, one window (ms)", False),
-        ("train_time_s", "training time (s)", False),
+    for key, label in (
+        ("params", "parameters"),
+        ("flops", "FLOPs per window"),
+        ("latency_ms_p50", "latency, one window (ms)"),
+        ("train_time_s", "training time (s)"),
     ):
-        plot_bars(
-            series(f"profile.{key}"),
-            spread(f"profile.{key}"),
-            [key],
-            label,
-            plot_dir / f"{key}.png",
-            log=log,
-        )
+        bars([f"profile.{key}"], [key], label, f"{key}.png")
     plot_tradeoff(
-        {n: flatten(blocks[n])["profile.latency_ms_p50"] for n in names},
-        {n: flatten(blocks[n])["classification.f1"] for n in names},
+        {n: values["profile.latency_ms_p50"] for n, values in flat.items()},
+        {n: values["classification.f1"] for n, values in flat.items()},
         "test F1",
         plot_dir / "tradeoff.png",
     )

@@ -19,7 +19,7 @@ from typing import Any, Literal, TypeVar, get_args, get_origin
 
 import yaml
 
-from mtlnet.errors import MtlnetError
+from mtlnet.errors import MtlnetError, one_line
 
 ARCHITECTURES = ("stl", "hardsharing", "mmoe", "crossstitch", "ple", "attention")
 LABEL_PREFIX = "lab_"
@@ -325,7 +325,7 @@ def load_params(path: Path | str = "params.yaml") -> Params:
     except UnicodeDecodeError:
         raise MtlnetError(f"{path}: not a text file (not UTF-8)") from None
     except yaml.YAMLError as error:
-        raise MtlnetError(f"{path}: not valid YAML ({_one_line(error)})") from None
+        raise MtlnetError(f"{path}: not valid YAML ({one_line(error)})") from None
     if raw is None:
         raw = {}
     try:
@@ -414,7 +414,3 @@ def _type_name(value: object) -> str:
 def _require(condition: bool, key: str, message: str) -> None:
     if not condition:
         raise MtlnetError(f"{key}: {message}")
-
-
-def _one_line(error: Exception) -> str:
-    return " ".join(str(error).split())

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import torch
 
 from mtlnet.config import DataConfig
 from mtlnet.errors import MtlnetError
+from mtlnet.io import read_table
 from mtlnet.prepare import EDGES_FILE, NODES_FILE, SCALER_FILE, WINDOWS_FILE
 from mtlnet.scaling import SCALER_COLUMNS, Scaler
 from mtlnet.windows import SPLITS
@@ -45,6 +45,11 @@ class WindowTensors:
 def input_channels(data: DataConfig) -> int:
     """Node feature count: the features, plus one for the position."""
     return len(data.features) + int(data.position_encoding)
+
+
+def position_channel(window: int) -> torch.Tensor:
+    """Each step's position in its window, from 0 to 1: ``[window]``."""
+    return torch.arange(window).float() / (window - 1)
 
 
 @dataclass(frozen=True)
@@ -114,12 +119,11 @@ class PreparedData:
         features = torch.from_numpy(
             self.nodes[list(data.features)].to_numpy(dtype=np.float32, copy=True)
         )
-        steps = torch.arange(data.window)
         first = windows["first"].to_numpy(dtype=np.int64, copy=True)
-        index = torch.from_numpy(first)[:, None] + steps
+        index = torch.from_numpy(first)[:, None] + torch.arange(data.window)
         x = features[index]
         if data.position_encoding:
-            position = (steps.float() / (data.window - 1)).expand(len(windows), -1)
+            position = position_channel(data.window).expand(len(windows), -1)
             x = torch.cat([x, position[..., None]], dim=-1)
 
         def column_block(names: list[str]) -> torch.Tensor:
@@ -136,19 +140,9 @@ class PreparedData:
 
 
 def _read_table(path: Path, columns: list[str]) -> pd.DataFrame:
-    try:
-        frame = pd.read_parquet(path)
-    except FileNotFoundError:
-        raise MtlnetError(
-            f"{path}: not found; run `python -m mtlnet prepare`"
-        ) from None
-    except (pa.ArrowException, OSError, ValueError) as error:
-        detail = " ".join(str(error).split())[:200]
-        raise MtlnetError(f"{path}: not a readable parquet file ({detail})") from None
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise MtlnetError(
-            f"{path}: missing column {missing[0]!r}; the table was written with "
-            "other data params: run prepare again"
-        )
-    return frame
+    return read_table(
+        path,
+        columns,
+        not_found="run `python -m mtlnet prepare`",
+        missing="the table was written with other data params: run prepare again",
+    )

@@ -21,7 +21,7 @@ from mtlnet.errors import MtlnetError
 from mtlnet.io import write_csv, write_json
 from mtlnet.metrics import mean_and_std
 from mtlnet.plots import plot_confusion, plot_forecasts, plot_timeline
-from mtlnet.scoring import score
+from mtlnet.scoring import describe, score
 from mtlnet.train import predict
 
 logger = logging.getLogger(__name__)
@@ -110,13 +110,5 @@ def run_evaluate_stage(
     plot_forecasts(first_predictions, params.data.targets, plot_dir / "forecast.png")
     plot_timeline(first_predictions, plot_dir / "timeline.png")
     plot_confusion(runs[0]["classification"], plot_dir / "confusion.png")
-    logger.info(
-        "%s on test: f1 %.3f auroc %.3f, skill %s",
-        architecture,
-        summary["classification"]["f1"],
-        summary["classification"]["auroc"],
-        ", ".join(
-            f"{k} {summary['regression'][k]['skill']:+.3f}" for k in params.data.targets
-        ),
-    )
+    logger.info("%s on test: %s", architecture, describe(summary, params.data.targets))
     return summary

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
-from mtlnet.errors import MtlnetError
+from mtlnet.errors import MtlnetError, one_line
 
 
 @contextmanager
@@ -85,6 +86,29 @@ def write_parquet(path: Path, frame: pd.DataFrame) -> None:
 def write_csv(path: Path, frame: pd.DataFrame) -> None:
     with atomic_file(path) as tmp:
         frame.to_csv(tmp, index=False)
+
+
+def read_table(
+    path: Path, columns: list[str], *, not_found: str, missing: str
+) -> pd.DataFrame:
+    """A parquet table that must hold ``columns``.
+
+    A missing file, an unreadable one or a missing column is one
+    :class:`MtlnetError` naming the file; ``not_found`` and ``missing`` say
+    what to do about the first and the last.
+    """
+    try:
+        frame = pd.read_parquet(path)
+    except FileNotFoundError:
+        raise MtlnetError(f"{path}: not found; {not_found}") from None
+    except (pa.ArrowException, OSError, ValueError) as error:
+        raise MtlnetError(
+            f"{path}: not a readable parquet file ({one_line(error, 200)})"
+        ) from None
+    absent = [c for c in columns if c not in frame.columns]
+    if absent:
+        raise MtlnetError(f"{path}: missing column {absent[0]!r}; {missing}")
+    return frame
 
 
 def read_metrics(path: Path) -> dict[str, Any]:

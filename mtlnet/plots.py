@@ -86,13 +86,15 @@ def plot_confusion(counts: Mapping[str, float], path: Path) -> None:
 
 def plot_bars(
     values: Mapping[str, Sequence[float]],
-    errors: Mapping[str, Sequence[float]] | None,
+    errors: Mapping[str, Sequence[float]],
     groups: Sequence[str],
     ylabel: str,
     path: Path,
-    log: bool = False,
 ) -> None:
-    """Grouped bars: one group per metric, one bar per architecture."""
+    """Grouped bars: one group per metric, one bar per architecture.
+
+    ``errors`` holds each bar's spread, drawn as an error bar.
+    """
     names = list(values)
     figure = Figure(figsize=(max(5.0, 1.1 * len(groups) * len(names) / 2), 3.6))
     axis = figure.subplots()
@@ -103,14 +105,12 @@ def plot_bars(
             positions + i * width - 0.4 + width / 2,
             values[name],
             width,
-            yerr=None if errors is None else errors[name],
+            yerr=errors[name],
             capsize=2,
             label=name,
         )
     axis.set_xticks(positions, groups)
     axis.set_ylabel(ylabel)
-    if log:
-        axis.set_yscale("log")
     axis.legend(fontsize="small", ncol=min(len(names), 4))
     figure.tight_layout()
     save(figure, path)

@@ -65,15 +65,14 @@ from typing import TextIO
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import torch
 
 from mtlnet.checkpoint import Checkpoint, load_checkpoint
 from mtlnet.config import DataConfig
-from mtlnet.dataset import input_channels
+from mtlnet.dataset import input_channels, position_channel
 from mtlnet.errors import MtlnetError
 from mtlnet.export import MODEL_FILE
-from mtlnet.io import write_parquet, write_text
+from mtlnet.io import read_table, write_parquet, write_text
 from mtlnet.prepare import SCALER_FILE
 from mtlnet.recordings import numeric_columns, read_recording, required_columns
 from mtlnet.scaling import GLOBAL, SCALER_COLUMNS, Scaler
@@ -132,7 +131,7 @@ class Predictor:
         )
 
     @torch.inference_mode()
-    def infer(self, x: torch.Tensor, first: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    def infer(self, x: torch.Tensor, first: int) -> tuple[np.ndarray, np.ndarray]:
         """Scaled forecasts and probabilities, in blocks of :data:`BLOCK` windows.
 
         ``x`` holds windows ``first``, ``first + 1``, ... of a stream;
@@ -215,20 +214,12 @@ def load_predictor(export_dir: Path, *, threads: int = 1) -> Predictor:
 
 
 def _read_scaler(path: Path) -> pd.DataFrame:
-    try:
-        table = pd.read_parquet(path)
-    except FileNotFoundError:
-        raise MtlnetError(
-            f"{path}: not found; the export stage stores the scaler beside the "
-            "model: run it again"
-        ) from None
-    except (pa.ArrowException, OSError, ValueError) as error:
-        detail = " ".join(str(error).split())[:200]
-        raise MtlnetError(f"{path}: not a readable parquet file ({detail})") from None
-    missing = [c for c in SCALER_COLUMNS if c not in table.columns]
-    if missing:
-        raise MtlnetError(f"{path}: missing column {missing[0]!r}; not a scaler table")
-    return table
+    return read_table(
+        path,
+        list(SCALER_COLUMNS),
+        not_found="the export stage stores the scaler beside the model: run it again",
+        missing="not a scaler table",
+    )
 
 
 def _check_scaler(scaler: Scaler, data: DataConfig, path: Path) -> None:
@@ -262,7 +253,7 @@ class Window:
     x: np.ndarray
     # The window's place among its stream's windows, from 0; a row that
     # replaces the previous one gives its window the replaced one's place.
-    index: int = 0
+    index: int
 
 
 @dataclass
@@ -297,9 +288,7 @@ class WindowStream:
         # Windows ended so far, and the place of the one the last row ended.
         self._windows = 0
         self._last_index: int | None = None
-        # The position channel exactly as mtlnet.dataset computes it.
-        steps = torch.arange(data.window)
-        self._position = (steps.float() / (data.window - 1)).numpy()[:, None]
+        self._position = position_channel(data.window).numpy()[:, None]
 
     def skip(self, line: int | None, reason: str, kind: str) -> None:
         """Report a row that cannot be used, and count it under ``kind``."""

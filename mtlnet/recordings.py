@@ -16,6 +16,7 @@ with these rules, which ``prepare`` and ``predict`` share:
 
 from __future__ import annotations
 
+import io
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from mtlnet.config import DataConfig
-from mtlnet.errors import MtlnetError
+from mtlnet.errors import MtlnetError, one_line
 
 # A CSV line number is the frame index plus the header line, plus one.
 _FIRST_DATA_LINE = 2
@@ -66,7 +67,7 @@ def read_recording(
     Raises:
         MtlnetError: naming ``path``, the column and the line at fault.
     """
-    raw = _read_csv_text(path, data)
+    raw = _read_csv_text(path)
     required = required_columns(data, with_label=with_label)
     missing_columns = [c for c in required if c not in raw.columns]
     if missing_columns:
@@ -111,7 +112,7 @@ def read_recording(
     )
 
 
-def _read_csv_text(path: Path, data: DataConfig) -> pd.DataFrame:
+def _read_csv_text(path: Path) -> pd.DataFrame:
     try:
         content = path.read_bytes()
     except OSError as error:
@@ -125,15 +126,17 @@ def _read_csv_text(path: Path, data: DataConfig) -> pd.DataFrame:
     except UnicodeDecodeError:
         raise MtlnetError(f"{path}: not a CSV file (not UTF-8 text)") from None
     try:
+        # Parsed from the bytes read above: the file is read once.
         frame = pd.read_csv(
-            path, dtype=str, keep_default_na=False, skipinitialspace=True
+            io.BytesIO(content), dtype=str, keep_default_na=False, skipinitialspace=True
         )
     except pd.errors.EmptyDataError:
         raise MtlnetError(f"{path}: empty file") from None
     except pd.errors.ParserError as error:
-        detail = " ".join(str(error).split())
+        detail = one_line(error)
         raise MtlnetError(f"{path}: not a CSV file ({detail})") from None
-    if len(frame.columns) == 1 and len(required_columns(data, with_label=False)) > 1:
+    # Every recording needs a time and at least one KPI column.
+    if len(frame.columns) == 1:
         raise MtlnetError(
             f"{path}: not a CSV file (the header {frame.columns[0]!r} has no commas)"
         )
@@ -165,7 +168,7 @@ def _parse_time(
         first = next((z for z in zones if z is not None), None)
         bad = pd.Series([z not in (None, first) for z in zones], index=cells.index)
         if not bad.any():
-            detail = " ".join(str(error).split())
+            detail = one_line(error)
             raise MtlnetError(f"{path}: column {column!r}: {detail}") from None
         where = _first_bad(path, column, bad, cells)
         raise MtlnetError(
@@ -182,7 +185,7 @@ def _parse_numbers(
     path: Path, column: str, cells: pd.DataFrame, missing: pd.DataFrame
 ) -> pd.Series:
     numbers = pd.to_numeric(cells[column].where(~missing[column]), errors="coerce")
-    bad = (numbers.isna() | ~np.isfinite(numbers)) & ~missing[column]
+    bad = ~np.isfinite(numbers) & ~missing[column]
     if bad.any():
         raise MtlnetError(f"{_first_bad(path, column, bad, cells)} is not a number")
     return numbers.astype("float64")

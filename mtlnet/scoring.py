@@ -8,6 +8,7 @@ MSE of every KPI, the unweighted sum the models are selected by.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -56,3 +57,13 @@ def score(
         "loss": {"total": total},
         "windows": len(windows),
     }
+
+
+def describe(scores: dict[str, Any], targets: Sequence[str]) -> str:
+    """A :func:`score` block's headline figures on one line, for the log."""
+    classification, regression = scores["classification"], scores["regression"]
+    skill = ", ".join(f"{k} {regression[k]['skill']:+.3f}" for k in targets)
+    return (
+        f"f1 {classification['f1']:.3f} auroc {classification['auroc']:.3f}, "
+        f"skill {skill}"
+    )

@@ -44,15 +44,14 @@ from mtlnet.losses import (
 )
 from mtlnet.metrics import best_f1_threshold, classification_metrics, mean_and_std
 from mtlnet.models import MultiTaskModel
+from mtlnet.models.backbone import INTERFERENCE_TASK
 
 logger = logging.getLogger(__name__)
-
-DETECTION_TASK = "interference"
 
 
 def task_names(data: DataConfig) -> list[str]:
     """Regression targets first, detection last: the order of the losses."""
-    return [*data.targets, DETECTION_TASK]
+    return [*data.targets, INTERFERENCE_TASK]
 
 
 @dataclass
@@ -149,6 +148,8 @@ def train_model(
 
     history: list[dict[str, float]] = []
     best_loss, best_epoch, best_state = math.inf, 0, copy.deepcopy(model.state_dict())
+    best_losses: torch.Tensor | None = None
+    best_probability: torch.Tensor | None = None
     started = time.perf_counter()
     for epoch in range(1, train.epochs + 1):
         epoch_started = time.perf_counter()
@@ -186,6 +187,9 @@ def train_model(
         if val_loss < best_loss:
             best_loss, best_epoch = val_loss, epoch
             best_state = copy.deepcopy(model.state_dict())
+            # The kept checkpoint's validation figures, so that they need
+            # no second pass once it is loaded back.
+            best_losses, best_probability = val_losses, val_probability
         record = {
             "epoch": epoch,
             **{
@@ -210,19 +214,18 @@ def train_model(
     train_time_s = time.perf_counter() - started
 
     model.load_state_dict(best_state)
-    val_losses, val_probability = evaluate_losses(
-        model, val_set, pos_weight, regression_scale
-    )
-    threshold = best_f1_threshold(val_set.label.numpy(), val_probability.numpy())
+    # Epoch 1 always improves on an infinite loss, so these are set.
+    assert best_losses is not None and best_probability is not None
+    threshold = best_f1_threshold(val_set.label.numpy(), best_probability.numpy())
     scores = classification_metrics(
-        val_set.label.numpy(), val_probability.numpy(), threshold
+        val_set.label.numpy(), best_probability.numpy(), threshold
     )
     best_val = {
-        "loss": float(val_losses.sum()),
+        "loss": float(best_losses.sum()),
         "threshold": threshold,
         "f1": scores["f1"],
         "auroc": scores["auroc"],
-        **{f"loss_{n}": float(v) for n, v in zip(names, val_losses, strict=True)},
+        **{f"loss_{n}": float(v) for n, v in zip(names, best_losses, strict=True)},
     }
     return TrainResult(model, history, best_epoch, threshold, train_time_s, best_val)
 

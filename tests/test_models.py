@@ -317,6 +317,13 @@ def test_window_summary_by_hand() -> None:
     assert summary.tolist() == [pytest.approx(expected)]
 
 
+def test_the_slope_of_a_two_step_window_is_its_change() -> None:
+    summary = window_summary(torch.tensor([[[0.0], [1.0]]]))
+
+    # Statistic 4 is the slope: one step, a change of 1.
+    assert summary[0, 4].item() == pytest.approx(1.0)
+
+
 def test_window_summary_of_a_one_step_window_is_finite() -> None:
     summary = window_summary(torch.tensor([[[2.0]]]))
 
@@ -368,8 +375,11 @@ def towers_of(model: MultiTaskModel) -> list[torch.nn.Module]:
     return [network.tower for network in model.tasks]
 
 
-def test_summary_channels_outside_the_input_are_an_error() -> None:
-    with pytest.raises(MtlnetError, match=r"summary_channels \[0, 3\] must lie"):
+@pytest.mark.parametrize("channels", [(0, 3), (0, -1)])
+def test_summary_channels_outside_the_input_are_an_error(
+    channels: tuple[int, int],
+) -> None:
+    with pytest.raises(MtlnetError, match=r"summary_channels .* must lie in \[0, 3\)"):
         build_model(
             "hardsharing",
             tiny_config("hardsharing"),
@@ -377,8 +387,26 @@ def test_summary_channels_outside_the_input_are_an_error() -> None:
             window=WINDOW,
             edge_index=EDGE_INDEX,
             num_targets=NUM_TARGETS,
-            summary_channels=(0, 3),
+            summary_channels=channels,
         )
+
+
+def test_the_summary_reads_the_named_channels_in_their_order() -> None:
+    model = build_model(
+        "hardsharing",
+        tiny_config("hardsharing"),
+        in_channels=IN_CHANNELS,
+        window=WINDOW,
+        edge_index=EDGE_INDEX,
+        num_targets=NUM_TARGETS,
+        summary_channels=(2, 0),
+    )
+    x = windows(3)
+    other = x.clone()
+    other[..., 1] += 5.0
+
+    torch.testing.assert_close(model.summary(x), window_summary(x[..., [2, 0]]))
+    assert torch.equal(model.summary(other), model.summary(x))
 
 
 def test_unknown_architecture_is_an_error_naming_the_allowed_ones() -> None:

@@ -308,6 +308,17 @@ def test_follow_reprints_a_repeated_time_with_the_row_batch_mode_keeps(
     assert printed[4] != printed[5]
 
 
+@pytest.mark.parametrize("place", [0, 3, 8, 13])
+def test_a_window_alone_gets_the_numbers_of_its_place_among_many(predictor, place):
+    x = torch.randn(16, DATA.window, 4, generator=torch.Generator().manual_seed(0))
+
+    forecast, probability = predictor.infer(x, 0)
+    alone_forecast, alone_probability = predictor.infer(x[place : place + 1], place)
+
+    assert np.array_equal(alone_forecast[0], forecast[place])
+    assert alone_probability[0] == probability[place]
+
+
 def test_window_places_count_windows_and_a_replacing_row_takes_the_place(
     predictor,
 ):

@@ -317,6 +317,23 @@ def test_the_history_holds_the_losses_of_the_chosen_regression_loss(
     assert losses.tolist() == pytest.approx(recorded, rel=1e-6)
 
 
+def test_the_relative_loss_trains_on_the_scaled_mse_over_persistence(prepared):
+    # One batch, one epoch: the training loss is that of the untrained
+    # model, the same for both runs since the seed is the same.
+    one_step = {"epochs": 1, "batch_size": len(prepared.train)}
+    relative = train(prepared, regression_loss="relative", **one_step)
+    scaled = train(prepared, regression_loss="scaled", **one_step)
+
+    scale = persistence_mse(prepared.train.target, prepared.train.last)
+    for i, kpi in enumerate(KPIS):
+        assert relative.history[0][f"train_loss_{kpi}"] == pytest.approx(
+            scaled.history[0][f"train_loss_{kpi}"] / float(scale[i]), rel=1e-5
+        )
+    assert relative.history[0]["train_loss_interference"] == pytest.approx(
+        scaled.history[0]["train_loss_interference"], rel=1e-6
+    )
+
+
 def test_the_train_stage_writes_a_checkpoint_per_seed(prepared, tmp_path):
     run_stage(prepared, tmp_path)
 

@@ -79,16 +79,13 @@ class TaskAttention(MultiTaskModel):
 
     def __init__(self, config: AttentionConfig, inputs: ModelInputs) -> None:
         super().__init__(config, inputs)
-        in_channels = inputs.in_channels
         self.encoder = GCNEncoder(
-            in_channels, config.hidden, config.layers, config.gcn_dropout
+            self.in_channels, config.hidden, config.layers, config.gcn_dropout
         )
         self.attention = MultiHeadTaskAttention(
             config.hidden, config.heads, self.num_tasks
         )
-        self.towers = nn.ModuleList(
-            self.tower(config, 2 * config.hidden) for _ in range(self.num_tasks)
-        )
+        self.towers = self.make_towers(config)
 
     def task_outputs(
         self, x: Tensor, adj: Tensor

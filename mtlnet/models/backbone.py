@@ -114,7 +114,9 @@ def window_summary(x: Tensor) -> Tensor:
     mean = x.mean(dim=1)
     steps = torch.arange(window, dtype=x.dtype, device=x.device)
     steps = steps - steps.mean()
-    slope = (x * steps[:, None]).sum(dim=1) / (steps**2).sum().clamp_min(1.0)
+    # One step has no slope: its numerator is 0, kept 0 by a tiny divisor.
+    spread = (steps**2).sum().clamp_min(torch.finfo(x.dtype).tiny)
+    slope = (x * steps[:, None]).sum(dim=1) / spread
     previous = x[:, -2] if window > 1 else last
     return torch.cat(
         [
@@ -127,6 +129,16 @@ def window_summary(x: Tensor) -> Tensor:
         ],
         dim=-1,
     )
+
+
+def tower_input(h: Tensor, summary: Tensor) -> Tensor:
+    """A tower's features: the :func:`readout` of ``h`` beside the summary.
+
+    Shapes:
+        h: [batch, window, channels], summary: [batch, summary_size]
+        -> [batch, 2 * channels + summary_size]
+    """
+    return torch.cat([readout(h), summary], dim=-1)
 
 
 def mix_experts(weights: Tensor, experts: Tensor) -> Tensor:
@@ -270,8 +282,8 @@ class ModelInputs:
 class MultiTaskModel(nn.Module, ABC):
     """What every architecture shares: inputs, the window graph, the tasks.
 
-    Subclasses build their networks in ``__init__`` (towers take
-    :attr:`tower_inputs` more features than their readout) and implement
+    Subclasses build their networks in ``__init__`` (their towers with
+    :meth:`tower` or :meth:`make_towers`) and implement
     :meth:`task_outputs`, where each tower reads its readout beside
     :meth:`summary`. The shared ``edge_index`` is a persistent buffer, so
     a checkpoint carries the graph it was trained on.
@@ -339,11 +351,19 @@ class MultiTaskModel(nn.Module, ABC):
             return x.new_zeros(x.size(0), 0)
         return window_summary(x[..., self.summary_channels])
 
-    def tower(self, config: BackboneConfig, readout_features: int) -> Tower:
-        """A task tower that reads ``readout_features`` beside the summary."""
+    def tower(self, config: BackboneConfig) -> Tower:
+        """A task tower: it reads ``2 * hidden`` features beside the summary.
+
+        Those are :func:`readout`'s last node and mean, or attention's
+        attended vector and last node.
+        """
         return Tower(
-            readout_features + self.summary_size, config.tower_hidden, config.dropout
+            2 * config.hidden + self.summary_size, config.tower_hidden, config.dropout
         )
+
+    def make_towers(self, config: BackboneConfig) -> nn.ModuleList:
+        """One :meth:`tower` per task, in ``task_names`` order."""
+        return nn.ModuleList(self.tower(config) for _ in range(self.num_tasks))
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         outputs, _ = self.task_outputs(x, self._adjacency(x))

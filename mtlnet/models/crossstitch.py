@@ -24,7 +24,12 @@ import torch
 from torch import Tensor, nn
 
 from mtlnet.config import CrossStitchConfig
-from mtlnet.models.backbone import GCNLayer, ModelInputs, MultiTaskModel, readout
+from mtlnet.models.backbone import (
+    GCNLayer,
+    ModelInputs,
+    MultiTaskModel,
+    tower_input,
+)
 
 
 class CrossStitchUnit(nn.Module):
@@ -83,8 +88,7 @@ class CrossStitch(MultiTaskModel):
 
     def __init__(self, config: CrossStitchConfig, inputs: ModelInputs) -> None:
         super().__init__(config, inputs)
-        in_channels = inputs.in_channels
-        widths = [in_channels] + [config.hidden] * config.layers
+        widths = [self.in_channels] + [config.hidden] * config.layers
         self.layers = nn.ModuleList(
             ColumnLayer(
                 self.num_tasks, widths[depth], widths[depth + 1], config.gcn_dropout
@@ -97,9 +101,7 @@ class CrossStitch(MultiTaskModel):
                 for depth in sorted(set(config.stitch_after))
             }
         )
-        self.towers = nn.ModuleList(
-            self.tower(config, 2 * config.hidden) for _ in range(self.num_tasks)
-        )
+        self.towers = self.make_towers(config)
 
     def task_outputs(
         self, x: Tensor, adj: Tensor
@@ -112,7 +114,7 @@ class CrossStitch(MultiTaskModel):
 
         summary = self.summary(x)
         outputs = [
-            tower(torch.cat([readout(h_t), summary], dim=-1))
+            tower(tower_input(h_t, summary))
             for tower, h_t in zip(self.towers, h, strict=True)
         ]
         return outputs, {}

@@ -10,11 +10,15 @@ Shapes:
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from mtlnet.config import HardSharingConfig
-from mtlnet.models.backbone import GCNEncoder, ModelInputs, MultiTaskModel, readout
+from mtlnet.models.backbone import (
+    GCNEncoder,
+    ModelInputs,
+    MultiTaskModel,
+    tower_input,
+)
 
 
 class HardSharing(MultiTaskModel):
@@ -29,16 +33,13 @@ class HardSharing(MultiTaskModel):
 
     def __init__(self, config: HardSharingConfig, inputs: ModelInputs) -> None:
         super().__init__(config, inputs)
-        in_channels = inputs.in_channels
         self.encoder = GCNEncoder(
-            in_channels, config.hidden, config.layers, config.gcn_dropout
+            self.in_channels, config.hidden, config.layers, config.gcn_dropout
         )
-        self.towers = nn.ModuleList(
-            self.tower(config, 2 * config.hidden) for _ in range(self.num_tasks)
-        )
+        self.towers = self.make_towers(config)
 
     def task_outputs(
         self, x: Tensor, adj: Tensor
     ) -> tuple[list[Tensor], dict[str, Tensor]]:
-        shared = torch.cat([readout(self.encoder(x, adj)), self.summary(x)], dim=-1)
+        shared = tower_input(self.encoder(x, adj), self.summary(x))
         return [tower(shared) for tower in self.towers], {}

@@ -13,7 +13,6 @@ Shapes:
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from mtlnet.config import MMoEConfig
@@ -23,7 +22,7 @@ from mtlnet.models.backbone import (
     ModelInputs,
     MultiTaskModel,
     mix_experts,
-    readout,
+    tower_input,
 )
 
 
@@ -43,20 +42,17 @@ class MMoE(MultiTaskModel):
 
     def __init__(self, config: MMoEConfig, inputs: ModelInputs) -> None:
         super().__init__(config, inputs)
-        in_channels = inputs.in_channels
         self.experts = Experts(
-            in_channels,
+            self.in_channels,
             config.hidden,
             config.layers,
             config.experts,
             config.gcn_dropout,
         )
         self.gates = nn.ModuleList(
-            Gate(in_channels, config.experts) for _ in range(self.num_tasks)
+            Gate(self.in_channels, config.experts) for _ in range(self.num_tasks)
         )
-        self.towers = nn.ModuleList(
-            self.tower(config, 2 * config.hidden) for _ in range(self.num_tasks)
-        )
+        self.towers = self.make_towers(config)
 
     def task_outputs(
         self, x: Tensor, adj: Tensor
@@ -71,6 +67,6 @@ class MMoE(MultiTaskModel):
         ):
             weights = gate(x)
             gates[name] = weights
-            mixed = readout(mix_experts(weights, experts))
-            outputs.append(tower(torch.cat([mixed, summary], dim=-1)))
+            mixed = mix_experts(weights, experts)
+            outputs.append(tower(tower_input(mixed, summary)))
         return outputs, gates

@@ -37,7 +37,7 @@ from mtlnet.models.backbone import (
     ModelInputs,
     MultiTaskModel,
     mix_experts,
-    readout,
+    tower_input,
 )
 
 
@@ -124,19 +124,16 @@ class PLE(MultiTaskModel):
 
     def __init__(self, config: PLEConfig, inputs: ModelInputs) -> None:
         super().__init__(config, inputs)
-        in_channels = inputs.in_channels
         self.levels = nn.ModuleList(
             ExtractionLevel(
                 config,
                 self.num_tasks,
-                in_channels if level == 0 else config.hidden,
+                self.in_channels if level == 0 else config.hidden,
                 shared_gate=level < config.levels - 1,
             )
             for level in range(config.levels)
         )
-        self.towers = nn.ModuleList(
-            self.tower(config, 2 * config.hidden) for _ in range(self.num_tasks)
-        )
+        self.towers = self.make_towers(config)
 
     def task_outputs(
         self, x: Tensor, adj: Tensor
@@ -154,7 +151,7 @@ class PLE(MultiTaskModel):
 
         summary = self.summary(x)
         outputs = [
-            tower(torch.cat([readout(h), summary], dim=-1))
+            tower(tower_input(h, summary))
             for tower, h in zip(self.towers, tasks, strict=True)
         ]
         return outputs, gates

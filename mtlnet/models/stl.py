@@ -11,7 +11,6 @@ Shapes:
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from mtlnet.config import STLConfig
@@ -20,7 +19,7 @@ from mtlnet.models.backbone import (
     ModelInputs,
     MultiTaskModel,
     Tower,
-    readout,
+    tower_input,
 )
 
 
@@ -42,8 +41,7 @@ class SingleTaskNetwork(nn.Module):
         self.tower = tower
 
     def forward(self, x: Tensor, adj: Tensor, summary: Tensor) -> Tensor:
-        features = torch.cat([readout(self.encoder(x, adj)), summary], dim=-1)
-        return self.tower(features)
+        return self.tower(tower_input(self.encoder(x, adj), summary))
 
 
 class STL(MultiTaskModel):
@@ -60,11 +58,8 @@ class STL(MultiTaskModel):
 
     def __init__(self, config: STLConfig, inputs: ModelInputs) -> None:
         super().__init__(config, inputs)
-        in_channels = inputs.in_channels
         self.tasks = nn.ModuleList(
-            SingleTaskNetwork(
-                config, in_channels, self.tower(config, 2 * config.hidden)
-            )
+            SingleTaskNetwork(config, self.in_channels, self.tower(config))
             for _ in range(self.num_tasks)
         )
 
