@@ -48,7 +48,12 @@ def tiny_config(name: str, **overrides: object) -> BackboneConfig:
     return dataclasses.replace(ArchConfigs().get(name), **{**sizes, **overrides})
 
 
-def tiny_model(name: str, seed: int = 0, **overrides: object) -> MultiTaskModel:
+def tiny_model(
+    name: str,
+    seed: int = 0,
+    summary_channels: tuple[int, ...] = SUMMARY_CHANNELS,
+    **overrides: object,
+) -> MultiTaskModel:
     torch.manual_seed(seed)
     return build_model(
         name,
@@ -57,7 +62,7 @@ def tiny_model(name: str, seed: int = 0, **overrides: object) -> MultiTaskModel:
         window=WINDOW,
         edge_index=EDGE_INDEX,
         num_targets=NUM_TARGETS,
-        summary_channels=SUMMARY_CHANNELS,
+        summary_channels=summary_channels,
     )
 
 
@@ -333,15 +338,7 @@ def test_window_summary_of_a_one_step_window_is_finite() -> None:
 @pytest.mark.parametrize("name", ARCHITECTURES)
 def test_towers_read_the_summary_of_the_named_channels(name: str) -> None:
     with_summary = tiny_model(name)
-    torch.manual_seed(0)
-    without = build_model(
-        name,
-        tiny_config(name),
-        in_channels=IN_CHANNELS,
-        window=WINDOW,
-        edge_index=EDGE_INDEX,
-        num_targets=NUM_TARGETS,
-    )
+    without = tiny_model(name, summary_channels=())
     x = windows(4)
 
     torch.testing.assert_close(
@@ -380,27 +377,11 @@ def test_summary_channels_outside_the_input_are_an_error(
     channels: tuple[int, int],
 ) -> None:
     with pytest.raises(MtlnetError, match=r"summary_channels .* must lie in \[0, 3\)"):
-        build_model(
-            "hardsharing",
-            tiny_config("hardsharing"),
-            in_channels=IN_CHANNELS,
-            window=WINDOW,
-            edge_index=EDGE_INDEX,
-            num_targets=NUM_TARGETS,
-            summary_channels=channels,
-        )
+        tiny_model("hardsharing", summary_channels=channels)
 
 
 def test_the_summary_reads_the_named_channels_in_their_order() -> None:
-    model = build_model(
-        "hardsharing",
-        tiny_config("hardsharing"),
-        in_channels=IN_CHANNELS,
-        window=WINDOW,
-        edge_index=EDGE_INDEX,
-        num_targets=NUM_TARGETS,
-        summary_channels=(2, 0),
-    )
+    model = tiny_model("hardsharing", summary_channels=(2, 0))
     x = windows(3)
     other = x.clone()
     other[..., 1] += 5.0
